@@ -1,0 +1,118 @@
+"""The model package: `model_store/<name>/model.json` + `model.onnx`.
+
+`model.json` is validated by `ModelPackage`; it carries everything the service needs, so the
+service hard-codes no model constants. Post-processing config is a union discriminated by task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_FILE = "model.onnx"
+MANIFEST_FILE = "model.json"
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(_Strict):
+    """What the ONNX graph takes. Cast and mean/std normalisation live inside the graph."""
+
+    name: str = "images"
+    width: int = Field(gt=0, le=8192)
+    height: int = Field(gt=0, le=8192)
+    layout: Literal["NHWC", "NCHW"] = "NHWC"
+    color: Literal["RGB"] = "RGB"
+    dtype: Literal["uint8"] = "uint8"
+    resize: Literal["stretch", "letterbox"] = "stretch"
+
+
+class ClassificationPost(_Strict):
+    task: Literal["classification"] = "classification"
+    output: str = "probabilities"
+    top_k: int = Field(default=5, ge=1)
+
+
+# Later tasks add their configs to this union (detection, segmentation, ...).
+PostProcessing = Annotated[ClassificationPost, Field(discriminator="task")]
+Task = Literal["classification"]
+
+
+class Evaluation(_Strict):
+    dataset: str
+    split: str
+    samples: int = Field(ge=0)
+    metrics: dict[str, float]
+
+
+class Quantized(_Strict):
+    """An INT8 variant of the model, with the accuracy change it costs."""
+
+    file: str
+    metrics: dict[str, float]
+    delta: dict[str, float]
+    size_bytes: int
+
+
+class Provenance(_Strict):
+    command: str
+    seed: int
+    data: str
+    git_commit: str
+    date: str
+    training_time_s: float
+    hardware: str
+    framework: dict[str, str] = Field(default_factory=dict)
+    licence: str = "Apache-2.0"
+
+
+class ModelPackage(_Strict):
+    schema_version: Literal[1] = 1
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Task
+    version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    description: str = ""
+    file: str = MODEL_FILE
+    input: InputSpec
+    labels: list[str] = Field(min_length=1)
+    postprocess: PostProcessing
+    evaluation: list[Evaluation] = Field(default_factory=list)
+    quantized: Quantized | None = None
+    provenance: Provenance
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[str]) -> list[str]:
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        return labels
+
+    @model_validator(mode="after")
+    def _task_matches(self) -> ModelPackage:
+        if self.postprocess.task != self.task:
+            raise ValueError(f"postprocess.task {self.postprocess.task!r} != task {self.task!r}")
+        return self
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelPackage:
+        return cls.model_validate_json((directory / MANIFEST_FILE).read_text())
+
+    def save(self, directory: Path) -> Path:
+        path = directory / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+        return path
+
+
+def content_version(directory: Path, package: ModelPackage) -> str:
+    """A version derived from the package's bytes, so re-importing the same files is a no-op."""
+    digest = hashlib.sha256()
+    for name in sorted({MANIFEST_FILE, package.file}):
+        digest.update(name.encode())
+        digest.update((directory / name).read_bytes())
+    return digest.hexdigest()[:16]
