@@ -1,0 +1,63 @@
+# Every target installs what it needs into a project-local virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+ORT_EXTRA ?= cpu            # `make serve ORT_EXTRA=gpu` for onnxruntime-gpu (CUDA provider)
+export BENTOML_HOME ?= $(CURDIR)/.bentoml
+export BENTOML_DO_NOT_TRACK := true
+PORT ?= 3000
+
+.PHONY: serve test bench lint format train-classifier import-models build clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Serving: no torch.
+$(VENV)/.serve: pyproject.toml | $(PY)
+	$(PIP) install -e ".[$(strip $(ORT_EXTRA))]"
+	touch $@
+
+# torch + torchvision: the registry's CUDA build, which runs on CPU too. --isolated keeps pip
+# from taking a machine-local CPU-only torch wheel that torchvision 0.28 cannot load.
+$(VENV)/.torch: | $(PY)
+	$(PIP) install --isolated "torch==2.13.0" "torchvision==0.28.0"
+	$(PY) -c "import torchvision.ops"
+	touch $@
+
+$(VENV)/.all: pyproject.toml $(VENV)/.torch
+	$(PIP) install -e ".[$(strip $(ORT_EXTRA)),train,dev,load]"
+	touch $(VENV)/.serve $@
+
+serve: $(VENV)/.serve
+	$(VENV)/bin/vision serve --port $(PORT)
+
+import-models: $(VENV)/.serve
+	$(VENV)/bin/vision import-models
+
+test: $(VENV)/.all
+	$(VENV)/bin/ruff check service training tests load_tests
+	$(VENV)/bin/ruff format --check service training tests load_tests
+	$(VENV)/bin/mypy service training
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.all
+	$(VENV)/bin/ruff check service training tests load_tests
+	$(VENV)/bin/ruff format --check service training tests load_tests
+	$(VENV)/bin/mypy service training
+
+format: $(VENV)/.all
+	$(VENV)/bin/ruff check --fix service training tests load_tests
+	$(VENV)/bin/ruff format service training tests load_tests
+
+bench: $(VENV)/.all
+	$(VENV)/bin/vision bench
+
+train-classifier: $(VENV)/.all
+	$(VENV)/bin/vision train-classifier
+
+build: $(VENV)/.all import-models
+	$(VENV)/bin/bentoml build
+
+clean:
+	rm -rf $(VENV) .bentoml .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,43 @@
+"""The `vision_*` Prometheus metrics (API.md). Created after the worker starts, so they land in
+BentoML's multiprocess directory and `/metrics` merges every worker."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+COUNT_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
+STAGES = ("decode", "preprocess", "infer", "postprocess")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.stage = Histogram(
+            "vision_stage_duration_seconds",
+            "Time per pipeline stage and model",
+            ["model", "stage"],
+            buckets=STAGE_BUCKETS,
+        )
+        self.images = Counter(
+            "vision_images_total", "Images processed, by outcome", ["model", "outcome"]
+        )
+        self.rejected = Counter(
+            "vision_rejected_inputs_total", "Requests rejected as bad input, by reason", ["reason"]
+        )
+        self.detections = Histogram(
+            "vision_detections_per_image",
+            "Objects returned per image",
+            ["model"],
+            buckets=COUNT_BUCKETS,
+        )
+        self.model_info = Gauge(
+            "vision_model_info",
+            "Served models (value 1)",
+            ["model", "version", "task", "provider"],
+            multiprocess_mode="max",
+        )
+
+    def observe_stages(self, model: str, seconds: dict[str, float]) -> None:
+        for stage in STAGES:
+            if stage in seconds:
+                self.stage.labels(model=model, stage=stage).observe(seconds[stage])

@@ -1,0 +1,105 @@
+"""ASGI middleware in front of every route: request-size limit and load shedding.
+
+Both answer in the API's error format before the body is read. BentoML's own
+`traffic.max_concurrency` answers a bare 429; ours answers `overloaded` 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from service.errors import ApiError, Overloaded, PayloadTooLarge
+
+Scope = dict[str, Any]
+Receive = Any
+Send = Any
+EXEMPT_PATHS = ("/livez", "/readyz", "/healthz", "/metrics")
+
+
+async def send_error(send: Send, error: ApiError) -> None:
+    body = json.dumps(error.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(PayloadTooLarge):
+    """Raised from `receive` when a streamed body passes the limit."""
+
+
+class BodyLimitMiddleware:
+    """413 `payload_too_large` when Content-Length, or the streamed body, exceeds `max_bytes`."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _error(self) -> BodyTooLarge:
+        return BodyTooLarge(f"the request body exceeds {self.max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope.get("headers", []):
+            if key == b"content-length":
+                try:
+                    too_large = int(value) > self.max_bytes
+                except ValueError:
+                    too_large = False
+                if too_large:
+                    await send_error(send, self._error())
+                    return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._error()
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await send_error(send, self._error())
+
+
+class ConcurrencyLimitMiddleware:
+    """503 `overloaded` with Retry-After when more than `limit` requests are in flight here."""
+
+    def __init__(self, app: Any, limit: int, retry_after_s: int = 1) -> None:
+        self.app = app
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send_error(
+                send,
+                Overloaded(
+                    f"more than {self.limit} requests in flight; retry later", self.retry_after_s
+                ),
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

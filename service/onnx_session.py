@@ -1,0 +1,65 @@
+"""ONNX Runtime session for one model: CUDA execution provider when asked/available, else CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def choose_providers(device: Literal["auto", "cpu", "cuda"], available: list[str]) -> list[str]:
+    """Execution providers in priority order for `device`."""
+    if device == "cpu":
+        return [CPU]
+    if CUDA in available:
+        return [CUDA, CPU]
+    if device == "cuda":
+        raise RuntimeError(
+            f"VISION_DEVICE=cuda but onnxruntime offers only {available}; "
+            "install the `gpu` extra (onnxruntime-gpu)"
+        )
+    return [CPU]
+
+
+class OnnxModel:
+    """A loaded ONNX model: `run(uint8 batch) -> first output`."""
+
+    def __init__(
+        self, path: Path, device: Literal["auto", "cpu", "cuda"] = "auto", threads: int = 0
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        providers = choose_providers(device, ort.get_available_providers())
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input = self.session.get_inputs()[0]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.runtime = f"onnxruntime {ort.__version__}"
+        if device == "cuda" and CUDA not in self.session.get_providers():
+            raise RuntimeError("CUDA execution provider failed to initialise")
+        logger.info("loaded %s with providers %s", path, self.session.get_providers())
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.dtype != np.uint8:
+            raise ValueError(f"model input must be uint8, got {batch.dtype}")
+        return np.asarray(self.session.run(self.output_names[:1], {self.input.name: batch})[0])
+
+    def warm_up(self, item_shape: tuple[int, ...], batch_sizes: tuple[int, ...]) -> None:
+        """Run once per batch size so the first requests do not pay for allocation."""
+        rng = np.random.default_rng(0)
+        for n in batch_sizes:
+            self.run(rng.integers(0, 256, size=(n, *item_shape), dtype=np.uint8))

@@ -1,0 +1,93 @@
+"""The model runner: one BentoML service holding every configured ONNX model.
+
+Each model gets its own API `infer_<name>` (batchable when batching is on), so each model has
+its own adaptive-batching dispatcher and batches never mix models. The runner only stacks
+arrays and runs the session; decoding and post-processing happen in the gateway workers.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import bentoml
+import numpy as np
+
+from service.model_store import StoredPackage, load, resolve_tags
+from service.onnx_session import OnnxModel
+from service.settings import Settings, get_settings
+
+
+def api_name(model_name: str) -> str:
+    return "infer_" + re.sub(r"[^a-z0-9_]", "_", model_name.lower())
+
+
+class RunnerBase:
+    tags: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        settings = get_settings()
+        self.packages: dict[str, StoredPackage] = {}
+        self.sessions: dict[str, OnnxModel] = {}
+        for tag in self.tags:
+            stored = load(tag)
+            session = OnnxModel(stored.model_path, settings.device, settings.runner_threads)
+            spec = stored.package.input
+            shape = (
+                (spec.height, spec.width, 3)
+                if spec.layout == "NHWC"
+                else (3, spec.height, spec.width)
+            )
+            session.warm_up(shape, (1, min(8, settings.max_batch_size)))
+            self.packages[stored.package.name] = stored
+            self.sessions[stored.package.name] = session
+        self.ready = True
+
+    def __is_ready__(self) -> bool:
+        return self.ready
+
+    @bentoml.api
+    def describe(self) -> dict[str, Any]:
+        """Runtime facts per model: providers and runtime version."""
+        return {
+            name: {"providers": s.providers, "runtime": s.runtime}
+            for name, s in self.sessions.items()
+        }
+
+
+def _infer_api(model_name: str, settings: Settings) -> Any:
+    def infer(self: RunnerBase, images: np.ndarray) -> np.ndarray:
+        return self.sessions[model_name].run(images)
+
+    infer.__name__ = infer.__qualname__ = api_name(model_name)
+    infer.__annotations__ = {"images": np.ndarray, "return": np.ndarray}
+    if settings.batching:
+        return bentoml.api(
+            batchable=True,
+            batch_dim=0,
+            max_batch_size=settings.max_batch_size,
+            max_latency_ms=settings.max_latency_ms,
+        )(infer)
+    return bentoml.api(infer)
+
+
+def build_runner(settings: Settings, tags: list[str]) -> Any:
+    namespace: dict[str, Any] = {"tags": tuple(tags), "__module__": __name__}
+    for i, tag in enumerate(tags):
+        name = tag.split(":", 1)[0]
+        namespace[api_name(name)] = _infer_api(name, settings)
+        namespace[f"model_{i}"] = bentoml.models.BentoModel(tag)
+    resources: dict[str, Any] = {"cpu": "1"}
+    if settings.device == "cuda":
+        resources = {"gpu": 1}
+    cls = type("ModelRunner", (RunnerBase,), namespace)
+    return bentoml.service(
+        name="vision-runner",
+        workers=settings.runner_workers,
+        resources=resources,
+        traffic={"timeout": settings.request_timeout_s},
+    )(cls)
+
+
+MODEL_TAGS = resolve_tags(get_settings().model_tags())
+ModelRunner = build_runner(get_settings(), MODEL_TAGS)

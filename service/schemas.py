@@ -1,0 +1,73 @@
+"""Response models of the public HTTP API (pydantic at the edge; they feed the OpenAPI document)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from service.model_package import InputSpec
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class InferenceResponse(BaseModel):
+    model: ModelRef
+    image: ImageSize
+    timing_ms: dict[str, float]
+
+
+class Prediction(BaseModel):
+    class_id: int
+    label: str
+    score: float
+
+
+class ClassifyResponse(InferenceResponse):
+    predictions: list[Prediction]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    version: str
+    release: str
+    labels: list[str]
+    input: InputSpec
+    metrics: dict[str, dict[str, float]]
+    runtime: str
+    providers: list[str]
+    endpoint: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        400: "invalid_image",
+        401: "unauthorized",
+        404: "not_found",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        422: "invalid_parameter",
+        503: "overloaded",
+    }.items()
+}

@@ -1,0 +1,54 @@
+"""One typed settings object, read from `VISION_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Service configuration. Every field is `VISION_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="VISION_", extra="ignore")
+
+    host: str = "0.0.0.0"
+    http_port: int = Field(default=3000, ge=1, le=65535)
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+
+    # Models to serve: BentoML tags (`name` or `name:version`), comma separated.
+    # Empty: every vision model in the BentoML model store (latest version of each name).
+    models: str = ""
+    model_store: Path = PROJECT_ROOT / "model_store"
+
+    # Adaptive batching in the model runner.
+    batching: bool = True
+    max_batch_size: int = Field(default=64, ge=2)
+    max_latency_ms: int = Field(default=1000, ge=1)
+
+    # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    http_workers: int = Field(default=2, ge=1)
+    runner_workers: int = Field(default=1, ge=1)
+    runner_threads: int = Field(default=0, ge=0)  # onnxruntime intra-op threads; 0 = all cores
+    request_timeout_s: int = Field(default=60, ge=1)
+    max_concurrency: int = Field(default=256, ge=1)  # in-flight requests per HTTP worker
+
+    # Input limits.
+    max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+
+    api_key: str = ""
+
+    def model_tags(self) -> list[str]:
+        return [tag.strip() for tag in self.models.split(",") if tag.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

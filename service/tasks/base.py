@@ -1,0 +1,54 @@
+"""The task interface: preprocess -> (runner) -> postprocess -> response, one module per task."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+from pydantic import BaseModel
+
+from service.imaging import DecodedImage
+from service.model_store import StoredPackage
+from service.preprocess import to_model_input
+
+ParamsT = TypeVar("ParamsT", bound=BaseModel)
+ResultT = TypeVar("ResultT")
+
+
+class TaskModel(ABC, Generic[ParamsT, ResultT]):
+    """One served model of one task. Stateless per request; safe to share between requests."""
+
+    task: ClassVar[str]
+    endpoint: ClassVar[str]
+
+    def __init__(self, stored: StoredPackage) -> None:
+        self.stored = stored
+        self.package = stored.package
+
+    @property
+    def name(self) -> str:
+        return self.package.name
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.package.input.width, self.package.input.height
+
+    @abstractmethod
+    def parse_params(self, raw: dict[str, Any]) -> ParamsT:
+        """Validate request parameters (raises pydantic.ValidationError)."""
+
+    def preprocess(self, image: DecodedImage) -> np.ndarray:
+        return to_model_input(image.pixels, self.package.input)
+
+    @abstractmethod
+    def postprocess(self, output: np.ndarray, image: DecodedImage, params: ParamsT) -> ResultT:
+        """One image's model output -> a typed result."""
+
+    @abstractmethod
+    def to_json(self, result: ResultT) -> dict[str, Any]:
+        """The task-specific response fields."""
+
+    def observe(self, result: ResultT) -> int | None:
+        """A count to record per image (detections), or None."""
+        return None
