@@ -1,0 +1,36 @@
+"""`bentoml build` packs the service and references every bundled model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.model_package import ModelPackage, content_version
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def test_bentoml_build_lists_the_models(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
+    run = {"env": env, "cwd": ROOT, "check": True, "capture_output": True, "text": True}
+    imported = subprocess.run([sys.executable, "-m", "service.cli", "import-models"], **run)
+    again = subprocess.run([sys.executable, "-m", "service.cli", "import-models"], **run)
+    assert "imported" in imported.stdout
+    assert "imported" not in again.stdout  # same bytes, same tag: a no-op
+    subprocess.run([sys.executable, "-m", "bentoml", "build"], **run)
+    info = json.loads(
+        subprocess.run([sys.executable, "-m", "bentoml", "get", "vision:latest", "-o", "json"],
+                       **run).stdout  # fmt: skip
+    )
+    tags = {m["tag"] for service in info["services"] for m in service["models"]}
+    expected = set()
+    for manifest in (ROOT / "model_store").glob("*/model.json"):
+        package = ModelPackage.load(manifest.parent)
+        expected.add(f"{package.name}:{content_version(manifest.parent, package)}")
+    assert expected and expected <= tags
