@@ -5,6 +5,7 @@ Serve with `vision serve` (or `bentoml serve service.gateway:Vision`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -140,8 +141,18 @@ class Vision:
         return {"models": models}
 
 
+def record_rejection(error: ApiError) -> None:
+    """Count a request the middleware refused (in the worker's service instance)."""
+    with contextlib.suppress(Exception):
+        bentoml.get_current_service().reject(error)
+
+
 _service: Any = Vision
-_service.add_asgi_middleware(ConcurrencyLimitMiddleware, limit=settings.max_concurrency)
-_service.add_asgi_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+_service.add_asgi_middleware(
+    ConcurrencyLimitMiddleware, limit=settings.max_concurrency, on_reject=record_rejection
+)
+_service.add_asgi_middleware(
+    BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=record_rejection
+)
 
 __all__ = ["Vision"]

@@ -7,6 +7,7 @@ Both answer in the API's error format before the body is read. BentoML's own
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from service.errors import ApiError, Overloaded, PayloadTooLarge
@@ -15,6 +16,11 @@ Scope = dict[str, Any]
 Receive = Any
 Send = Any
 EXEMPT_PATHS = ("/livez", "/readyz", "/healthz", "/metrics")
+OnReject = Callable[[ApiError], None]
+
+
+def _ignore(_: ApiError) -> None:
+    return None
 
 
 async def send_error(send: Send, error: ApiError) -> None:
@@ -32,9 +38,10 @@ class BodyTooLarge(PayloadTooLarge):
 class BodyLimitMiddleware:
     """413 `payload_too_large` when Content-Length, or the streamed body, exceeds `max_bytes`."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, on_reject: OnReject = _ignore) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.on_reject = on_reject
 
     def _error(self) -> BodyTooLarge:
         return BodyTooLarge(f"the request body exceeds {self.max_bytes} bytes")
@@ -50,7 +57,9 @@ class BodyLimitMiddleware:
                 except ValueError:
                     too_large = False
                 if too_large:
-                    await send_error(send, self._error())
+                    error = self._error()
+                    self.on_reject(error)
+                    await send_error(send, error)
                     return
         received = 0
         started = False
@@ -72,17 +81,21 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+        except BodyTooLarge as error:
+            self.on_reject(error)
             if not started:
-                await send_error(send, self._error())
+                await send_error(send, error)
 
 
 class ConcurrencyLimitMiddleware:
     """503 `overloaded` with Retry-After when more than `limit` requests are in flight here."""
 
-    def __init__(self, app: Any, limit: int, retry_after_s: int = 1) -> None:
+    def __init__(
+        self, app: Any, limit: int, retry_after_s: int = 1, on_reject: OnReject = _ignore
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.on_reject = on_reject
         self.retry_after_s = retry_after_s
         self.in_flight = 0
 
@@ -91,12 +104,11 @@ class ConcurrencyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.limit:
-            await send_error(
-                send,
-                Overloaded(
-                    f"more than {self.limit} requests in flight; retry later", self.retry_after_s
-                ),
+            error = Overloaded(
+                f"more than {self.limit} requests in flight; retry later", self.retry_after_s
             )
+            self.on_reject(error)
+            await send_error(send, error)
             return
         self.in_flight += 1
         try:
