@@ -1,0 +1,165 @@
+"""Command line: ``register`` adds the training subcommands to a parent parser.
+
+    python -m training.cli train-classifier --epochs 15 ...
+    python -m training.cli evaluate model_store/fashion-classifier
+    python -m training.cli export-classifier --run-dir runs/fashion-classifier
+    python -m training.cli quantize model_store/fashion-classifier
+
+The service's ``vision`` console script imports this module lazily; serving never needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.model_package import ModelPackage
+    from training.data import ImageData
+
+
+def command_line() -> str:
+    """The exact command that is running, as a user would type it."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name in ("cli.py", "__main__.py"):
+        return shlex.join(["python", "-m", "training.cli", *argv[1:]])
+    if argv:
+        argv[0] = Path(argv[0]).name
+    return shlex.join(argv)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.classification import main as train_main
+
+    train_main(args, command_line())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.classification import package_from_run
+
+    package_from_run(args.run_dir)
+    return 0
+
+
+def _load_package_data(args: argparse.Namespace, split: str) -> tuple[ModelPackage, ImageData]:
+    from service.model_package import ModelPackage
+    from training.data import get_dataset
+
+    package = ModelPackage.load(args.package)
+    size = (package.input.height, package.input.width)
+    data = get_dataset(
+        args.dataset, split, root=args.data_root, size=size, limit=args.limit, seed=args.seed
+    )
+    if list(data.classes) != list(package.labels):
+        raise SystemExit(f"data set classes {data.classes} != package labels {package.labels}")
+    return package, data
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate_onnx, plot_confusion_matrix
+
+    package, data = _load_package_data(args, "test")
+    file = "model.int8.onnx" if args.int8 else package.file
+    report = evaluate_onnx(args.package / file, data)
+    png = args.png or Path("runs") / "evaluate" / package.name / "confusion_matrix.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_confusion_matrix(report.confusion, data.classes, png, f"{file}: top-1 {report.top1:.4f}")
+    print(
+        json.dumps(
+            {
+                "file": file,
+                "samples": report.samples,
+                **report.metrics,
+                "per_class_top1": report.per_class_top1,
+                "png": str(png),
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    import torch
+
+    from service.model_package import Quantized
+    from training.evaluate import evaluate_onnx, service_input
+    from training.export import quantize_int8
+    from training.package import INT8_FILE
+
+    package, train = _load_package_data(args, "train")
+    args.limit = None
+    _, test = _load_package_data(args, "test")
+    generator = torch.Generator().manual_seed(args.seed)
+    n = min(args.calibration_size, len(train))
+    calib = train.subset(torch.randperm(len(train), generator=generator)[:n])
+    out = quantize_int8(args.package / package.file, args.package / INT8_FILE, service_input(calib))
+    fp = evaluate_onnx(args.package / package.file, test)
+    q = evaluate_onnx(out, test)
+    delta = {k: round(q.metrics[k] - fp.metrics[k], 6) for k in q.metrics}
+    quantized = Quantized(
+        file=INT8_FILE, metrics=q.metrics, delta=delta, size_bytes=out.stat().st_size
+    )
+    package.model_copy(update={"quantized": quantized}).save(args.package)
+    print(json.dumps(quantized.model_dump(), indent=2))
+    return 0
+
+
+def _add_package_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", type=Path, help="model package directory (model.json)")
+    parser.add_argument(
+        "--dataset", default="fashion-mnist", choices=["fashion-mnist", "imagefolder"]
+    )
+    parser.add_argument("--data-root", type=Path, default=None)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add train-classifier, evaluate, export-classifier and quantize to ``subparsers``."""
+    from training.classification import add_train_args
+
+    p = subparsers.add_parser(
+        "train-classifier",
+        help="train, evaluate, export and package an image classifier",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_train_args(p)
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser("evaluate", help="evaluate a classifier package's ONNX model")
+    _add_package_args(p)
+    p.add_argument("--int8", action="store_true", help="evaluate model.int8.onnx")
+    p.add_argument("--png", type=Path, default=None, help="confusion matrix PNG path")
+    p.set_defaults(func=_evaluate)
+
+    p = subparsers.add_parser(
+        "export-classifier", help="package a run's best.pt (train-classifier --keep-checkpoint)"
+    )
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser("quantize", help="(re)write a package's model.int8.onnx")
+    _add_package_args(p)
+    p.add_argument("--calibration-size", type=int, default=512)
+    p.set_defaults(func=_quantize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.cli",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

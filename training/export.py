@@ -1,0 +1,207 @@
+"""ONNX export with the preprocessing folded into the graph, a parity check, INT8 quantisation.
+
+The exported graph takes what the service sends, ``images``: uint8 ``[N, H, W, 3]`` RGB
+(dynamic N), and returns ``probabilities``: float32 ``[N, num_classes]``. Inside the graph:
+cast, RGB -> luma (greyscale models), /255, mean/std normalisation, the network, softmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "probabilities"
+LUMA = (0.299, 0.587, 0.114)
+
+
+class ParityError(RuntimeError):
+    """ONNX Runtime and PyTorch disagree on the exported model."""
+
+
+class ServingWrapper(nn.Module):
+    """uint8 NHWC RGB in, class probabilities out; everything the service must not do itself."""
+
+    luma: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(
+        self,
+        model: nn.Module,
+        in_channels: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+    ) -> None:
+        super().__init__()
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        self.model = model
+        self.greyscale = in_channels == 1
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
+        # (x/255 - mean)/std == x * scale + shift
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t))
+        self.register_buffer("shift", -mean_t / std_t)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(torch.float32)
+        if self.greyscale:
+            x = (x * self.luma).sum(dim=1, keepdim=True)
+        x = x * self.scale + self.shift
+        return torch.softmax(self.model(x), dim=1)
+
+
+def export_onnx(
+    wrapper: ServingWrapper, path: Path, height: int, width: int, opset: int = 17
+) -> Path:
+    """Export ``wrapper`` (in eval mode) to a single self-contained ONNX file."""
+    import onnx
+
+    wrapper = wrapper.eval()
+    example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(
+        wrapper,
+        (example,),
+        str(path),
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        opset_version=opset,
+        do_constant_folding=True,
+        dynamo=False,  # the TorchScript exporter: needs no onnxscript, folds BN into convs
+    )
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    return path
+
+
+def cpu_session(path: Path) -> InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session: InferenceSession, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Run an ONNX session on uint8 ``[N,H,W,3]`` images in batches; returns probabilities."""
+    outputs = [
+        session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + batch_size]})[0]
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(outputs, axis=0)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    batch_sizes: tuple[int, ...]
+    samples: int
+    max_abs_diff: float
+    atol: float
+    rtol: float
+    argmax_agreement: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def check_parity(
+    wrapper: nn.Module,
+    onnx_path: Path,
+    images: np.ndarray,
+    *,
+    batch_sizes: Sequence[int] = (1, 8),
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+) -> ParityReport:
+    """Compare ONNX Runtime (CPU EP) with PyTorch on the same uint8 ``[N,H,W,3]`` images.
+
+    Raises ``ParityError`` when any probability differs beyond ``atol + rtol * |torch|``.
+    """
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(
+            f"parity images must be uint8 [N,H,W,3], got {images.dtype} {images.shape}"
+        )
+    session = cpu_session(onnx_path)
+    wrapper = wrapper.eval()
+    max_diff, agree, total, offset = 0.0, 0, 0, 0
+    for bs in batch_sizes:
+        batch = images[offset : offset + bs]
+        offset += bs
+        if len(batch) != bs:
+            raise ValueError(f"need {sum(batch_sizes)} parity images, got {len(images)}")
+        with torch.inference_mode():
+            expected = wrapper(torch.from_numpy(batch)).numpy()
+        got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        if got.shape != expected.shape:
+            raise ParityError(
+                f"batch {bs}: ONNX output shape {got.shape} != torch {expected.shape}"
+            )
+        diff = np.abs(got - expected)
+        max_diff = max(max_diff, float(diff.max()))
+        if not np.all(diff <= atol + rtol * np.abs(expected)):
+            raise ParityError(
+                f"batch {bs}: ONNX Runtime and PyTorch differ by up to {float(diff.max()):.3g} "
+                f"(atol {atol}, rtol {rtol})"
+            )
+        agree += int((got.argmax(1) == expected.argmax(1)).sum())
+        total += bs
+    return ParityReport(tuple(batch_sizes), total, max_diff, atol, rtol, agree / total)
+
+
+def quantize_int8(
+    onnx_path: Path, out_path: Path, calibration: np.ndarray, batch_size: int = 64
+) -> Path:
+    """Static INT8 quantisation (QDQ, per-channel weights) calibrated on uint8 training images."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = [
+                calibration[i : i + batch_size] for i in range(0, len(calibration), batch_size)
+            ]
+            self.index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.index >= len(self.batches):
+                return None
+            self.index += 1
+            return {INPUT_NAME: self.batches[self.index - 1]}
+
+    pre = out_path.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
+    reader = Calibration()
+    try:
+        quantize_static(
+            str(pre),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Relu", "GlobalAveragePool"],
+        )
+    finally:
+        pre.unlink(missing_ok=True)
+    return out_path

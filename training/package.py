@@ -1,0 +1,233 @@
+"""Write ``model_store/<name>/``: export, parity check, ONNX evaluation, INT8, model.json.
+
+The package is assembled in ``<run_dir>/package`` and swapped into place at the end, so a
+reader of ``model_store/`` never sees a half-written package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from service.model_package import (
+    MODEL_FILE,
+    ClassificationPost,
+    Evaluation,
+    InputSpec,
+    ModelPackage,
+    Provenance,
+    Quantized,
+)
+from training.data import ImageData
+from training.evaluate import (
+    ClassificationReport,
+    evaluate_onnx,
+    plot_confusion_matrix,
+    service_input,
+    write_report,
+)
+from training.export import ServingWrapper, check_parity, export_onnx, quantize_int8
+
+INT8_FILE = "model.int8.onnx"
+CONFUSION_FILE = "confusion_matrix.png"
+METRICS_FILE = "metrics.json"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware(threads: int) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores; torch device cpu, {threads} threads"
+
+
+def frameworks() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def parity_images(val: ImageData, seed: int) -> np.ndarray:
+    """1 + 8 real images (as the service sends them) then 16 random RGB noise images."""
+    real = service_input(val.subset(torch.arange(min(9, len(val)))))
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, size=(16, *real.shape[1:]), dtype=np.uint8)
+    return np.concatenate([real, noise])
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    return "fashion-mnist" if args.dataset == "fashion-mnist" else f"imagefolder:{args.data_root}"
+
+
+def write_package(
+    *,
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    summary: dict,
+    run_dir: Path,
+    train_data: ImageData,
+    val_data: ImageData,
+    test_data: ImageData,
+    val_metrics: dict[str, float],
+) -> Path:
+    stage = run_dir / "package"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    height, width = test_data.size
+    wrapper = ServingWrapper(model, train_data.channels, summary["mean"], summary["std"]).eval()
+    onnx_path = export_onnx(wrapper, stage / MODEL_FILE, height, width, opset=args.opset)
+    images = parity_images(val_data, args.seed)
+    n_real = min(9, len(val_data))
+    parity = check_parity(
+        wrapper, onnx_path, images, batch_sizes=[b for b in (1, n_real - 1, 16) if b > 0]
+    )
+    print(f"parity OK: max |onnx - torch| = {parity.max_abs_diff:.2e} over {parity.samples} images")
+
+    report = evaluate_onnx(onnx_path, test_data)
+    print(f"ONNX test top-1 {report.top1:.4f} top-5 {report.top5:.4f} ({report.samples} images)")
+    split = "test" if args.dataset != "fashion-mnist" else "test (t10k)"
+    title = f"{args.name} {args.version}: {split} top-1 {report.top1:.4f}"
+    plot_confusion_matrix(report.confusion, test_data.classes, stage / CONFUSION_FILE, title)
+
+    quantized, int8_report = None, None
+    if args.quantize:
+        quantized, int8_report = _quantize(
+            onnx_path, stage / INT8_FILE, train_data, test_data, report, args
+        )
+    extra: dict[str, object] = {
+        "dataset": dataset_name(args),
+        "split": split,
+        "data": test_data.description,
+        "export_parity": parity.as_dict(),
+        "validation_torch": val_metrics,
+        "training": summary,
+        "hyperparameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    }
+    if int8_report is not None:
+        extra["int8"] = int8_report.as_json()
+    write_report(report, stage / METRICS_FILE, extra)
+
+    evaluations = [
+        Evaluation(
+            dataset=dataset_name(args), split=split, samples=report.samples, metrics=report.metrics
+        ),
+        Evaluation(
+            dataset=dataset_name(args),
+            split=f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed})",
+            samples=len(val_data),
+            metrics={"top1": val_metrics["top1"], "top5": val_metrics["top5"]},
+        ),
+    ]
+    package = ModelPackage(
+        name=args.name,
+        task="classification",
+        version=args.version,
+        description=args.description or _describe(args),
+        input=InputSpec(width=width, height=height),
+        labels=list(test_data.classes),
+        postprocess=ClassificationPost(top_k=min(5, len(test_data.classes))),
+        evaluation=evaluations,
+        quantized=quantized,
+        provenance=Provenance(
+            command=summary["command"],
+            seed=args.seed,
+            data=f"train: {summary['train_data']}; test: {test_data.description}",
+            git_commit=git_commit(),
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            training_time_s=float(summary["training_time_s"]),
+            hardware=hardware(int(summary["threads"])),
+            framework=frameworks(),
+        ),
+    )
+    package.save(stage)
+    ModelPackage.load(stage)  # round-trip validation
+    return _install(stage, args.output_dir / args.name)
+
+
+def _describe(args: argparse.Namespace) -> str:
+    channels = (
+        "greyscale (RGB -> luma inside the graph)" if args.dataset == "fashion-mnist" else "RGB"
+    )
+    return (
+        f"{args.arch} width {args.width} depths {args.depths} image classifier, {channels}; "
+        "input uint8 NHWC RGB, cast + normalisation + softmax inside the graph"
+    )
+
+
+def _quantize(
+    onnx_path: Path,
+    out_path: Path,
+    train_data: ImageData,
+    test_data: ImageData,
+    float_report: ClassificationReport,
+    args: argparse.Namespace,
+) -> tuple[Quantized, ClassificationReport]:
+    count = min(args.calibration_size, len(train_data))
+    generator = torch.Generator().manual_seed(args.seed)
+    calib = train_data.subset(torch.randperm(len(train_data), generator=generator)[:count])
+    quantize_int8(onnx_path, out_path, service_input(calib))
+    report = evaluate_onnx(out_path, test_data)
+    delta = {k: round(report.metrics[k] - float_report.metrics[k], 6) for k in report.metrics}
+    print(
+        f"INT8 test top-1 {report.top1:.4f} (delta {delta['top1']:+.4f}), "
+        f"{out_path.stat().st_size / 1024:.0f} KiB"
+    )
+    return (
+        Quantized(
+            file=out_path.name,
+            metrics=report.metrics,
+            delta=delta,
+            size_bytes=out_path.stat().st_size,
+        ),
+        report,
+    )
+
+
+def _install(stage: Path, target: Path) -> Path:
+    """Swap the staged package into ``target`` (two renames on one file system)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    try:
+        stage.rename(target)
+    except OSError:  # another file system
+        shutil.copytree(stage, target)
+        shutil.rmtree(stage)
+    shutil.rmtree(old, ignore_errors=True)
+    size = sum(f.stat().st_size for f in target.iterdir())
+    print(f"wrote {target} ({size / 1e6:.2f} MB)", file=sys.stderr)
+    return target
