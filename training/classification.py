@@ -21,7 +21,7 @@ import torch
 from training.data import ImageData, get_dataset, train_val_split
 from training.engine import FitConfig, evaluate, fit
 from training.models import build_model, count_parameters
-from training.package import write_package
+from training.package import git_commit, write_package
 from training.transforms import AugmentConfig, BatchTransform, default_normalisation
 
 
@@ -206,10 +206,15 @@ def train(args: argparse.Namespace, command: str) -> Path:
         run_dir=run_dir,
     )
     elapsed = time.perf_counter() - start
-    saved = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "func"}
+    saved = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("func", "command_line")
+    }
     (run_dir / "args.json").write_text(json.dumps(saved, indent=2) + "\n")
     summary = {
         "command": command,
+        "git_commit": git_commit(),
         "training_time_s": round(elapsed, 1),
         "best": best,
         "threads": torch.get_num_threads(),

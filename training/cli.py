@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from training.data import ImageData
 
 
-def command_line() -> str:
+def command_line(args: argparse.Namespace) -> str:
     """The exact command that is running, as a user would type it."""
+    if getattr(args, "command_line", None):
+        return str(args.command_line)
     argv = list(sys.argv)
     if argv and Path(argv[0]).name in ("cli.py", "__main__.py"):
         return shlex.join(["python", "-m", "training.cli", *argv[1:]])
@@ -35,7 +37,7 @@ def command_line() -> str:
 def _train(args: argparse.Namespace) -> int:
     from training.classification import main as train_main
 
-    train_main(args, command_line())
+    train_main(args, command_line(args))
     return 0
 
 
@@ -92,9 +94,9 @@ def _quantize(args: argparse.Namespace) -> int:
     from training.export import quantize_int8
     from training.package import INT8_FILE
 
-    package, train = _load_package_data(args, "train")
+    package, test = _load_package_data(args, "test")  # --limit: seeded test subset
     args.limit = None
-    _, test = _load_package_data(args, "test")
+    _, train = _load_package_data(args, "train")  # calibration: --calibration-size of these
     generator = torch.Generator().manual_seed(args.seed)
     n = min(args.calibration_size, len(train))
     calib = train.subset(torch.randperm(len(train), generator=generator)[:n])
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
+    if argv is not None:
+        args.command_line = shlex.join(["python", "-m", "training.cli", *argv])
     return int(args.func(args))
 
 

@@ -7,6 +7,7 @@ cast, RGB -> luma (greyscale models), /255, mean/std normalisation, the network,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,17 +72,21 @@ def export_onnx(
     wrapper = wrapper.eval()
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(
-        wrapper,
-        (example,),
-        str(path),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-        opset_version=opset,
-        do_constant_folding=True,
-        dynamo=False,  # the TorchScript exporter: needs no onnxscript, folds BN into convs
-    )
+    with (
+        warnings.catch_warnings()
+    ):  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter: needs no onnxscript, folds BN into convs
+        )
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     return path

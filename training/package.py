@@ -43,13 +43,23 @@ METRICS_FILE = "metrics.json"
 
 
 def git_commit() -> str:
+    """HEAD, with "+dirty" when training/ has uncommitted changes; "unknown" outside git."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
-        )
-        return out.stdout.strip() or "unknown"
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--", "training"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    if not head:
+        return "unknown"
+    return head + ("+dirty" if status.strip() else "")
 
 
 def hardware(threads: int) -> str:
@@ -164,7 +174,7 @@ def write_package(
             command=summary["command"],
             seed=args.seed,
             data=f"train: {summary['train_data']}; test: {test_data.description}",
-            git_commit=git_commit(),
+            git_commit=summary.get("git_commit") or git_commit(),
             date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             training_time_s=float(summary["training_time_s"]),
             hardware=hardware(int(summary["threads"])),
