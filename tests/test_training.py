@@ -1,0 +1,360 @@
+"""training/: idx reader, LR schedule, batched augmentation, train -> export -> package smoke."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from service.model_package import ModelPackage  # noqa: E402
+from training.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
+from training.engine import warmup_cosine  # noqa: E402
+from training.export import ParityError, ServingWrapper, check_parity, cpu_session  # noqa: E402
+from training.transforms import random_crop, random_hflip  # noqa: E402
+
+HAVE_FASHION_MNIST = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists()
+
+
+# ---- idx reader --------------------------------------------------------------------------------
+
+
+def _idx_bytes(code: int, dims: tuple[int, ...], payload: bytes) -> bytes:
+    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + payload
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_uint8(tmp_path: Path, compress: bool) -> None:
+    raw = _idx_bytes(0x08, (3, 2, 2), bytes(range(12)))
+    path = tmp_path / "x.idx"
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    array = read_idx(path)
+    assert array.dtype == np.uint8
+    assert array.shape == (3, 2, 2)
+    assert array[2, 1, 0] == 10
+    np.testing.assert_array_equal(array.ravel(), np.arange(12))
+
+
+def test_read_idx_big_endian_int32(tmp_path: Path) -> None:
+    path = tmp_path / "y.idx"
+    path.write_bytes(_idx_bytes(0x0C, (3,), struct.pack(">3i", 1, -2, 70000)))
+    array = read_idx(path)
+    assert array.dtype == np.int32
+    assert array.tolist() == [1, -2, 70000]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00",  # bad magic
+        _idx_bytes(0x07, (1,), b"\x00"),  # unknown type code
+        _idx_bytes(0x08, (2, 2), b"\x00\x01\x02"),  # truncated
+    ],
+)
+def test_read_idx_rejects_bad_files(tmp_path: Path, raw: bytes) -> None:
+    path = tmp_path / "bad.idx"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError):
+        read_idx(path)
+
+
+@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Debian dataset-fashion-mnist not installed")
+def test_read_idx_fashion_mnist_labels() -> None:
+    labels = read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    assert labels.shape == (10000,)
+    assert np.bincount(labels).tolist() == [1000] * 10
+
+
+# ---- LR schedule -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        (0, 0.1),  # warm-up: (step + 1) / warmup
+        (4, 0.5),
+        (9, 1.0),
+        (10, 1.0),  # cosine starts at the peak
+        (35, 0.5 * (1 + math.cos(math.pi / 4))),
+        (60, 0.5),
+        (110, 0.0),
+        (500, 0.0),  # clamped after the end
+    ],
+)
+def test_warmup_cosine_values(step: int, expected: float) -> None:
+    assert warmup_cosine(step, total_steps=110, warmup_steps=10) == pytest.approx(
+        expected, abs=1e-12
+    )
+
+
+def test_warmup_cosine_min_factor_and_no_warmup() -> None:
+    assert warmup_cosine(60, 110, 10, min_factor=0.1) == pytest.approx(0.55)
+    assert warmup_cosine(110, 110, 10, min_factor=0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 100, 0) == pytest.approx(1.0)
+    assert warmup_cosine(50, 100, 0) == pytest.approx(0.5)
+
+
+def test_warmup_cosine_drives_optimizer_lr() -> None:
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, 20, 4))
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:5] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2])
+    assert lrs[12] == pytest.approx(0.1)  # halfway through the 16 cosine steps
+    assert lrs == sorted(lrs[:4]) + sorted(lrs[4:], reverse=True)
+
+
+# ---- batched augmentation and splits -----------------------------------------------------------
+
+
+def test_random_crop_is_a_shifted_window() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = (torch.arange(5 * 5, dtype=torch.uint8) + 1).view(1, 5, 5, 1).repeat(20, 1, 1, 1)
+    assert torch.equal(random_crop(images, 0, g), images)
+    out = random_crop(images, 2, g)
+    assert out.shape == images.shape
+    padded = torch.nn.functional.pad(images[0], (0, 0, 2, 2, 2, 2))
+    windows = [padded[y : y + 5, x : x + 5] for y in range(5) for x in range(5)]
+    offsets = set()
+    for crop in out:  # every output is one 5x5 window of the zero-padded image
+        matches = [k for k, w in enumerate(windows) if torch.equal(crop, w)]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) >= 8  # offsets vary from image to image
+    assert (out == 0).any()  # some crops include padding
+
+
+def test_random_hflip_flips_about_half() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.arange(4, dtype=torch.uint8).view(1, 1, 4, 1).repeat(200, 1, 1, 1)
+    out = random_hflip(images, g)
+    flipped = (out[:, 0, 0, 0] == 3).sum().item()
+    assert 60 < flipped < 140
+    assert torch.equal(out[out[:, 0, 0, 0] == 3], images.flip(2)[: int(flipped)])
+
+
+def test_train_val_split_is_stratified_disjoint_and_seeded() -> None:
+    labels = torch.arange(10).repeat(20)
+    ids = torch.arange(200, dtype=torch.uint8).view(200, 1, 1, 1).expand(200, 2, 2, 1)
+    data = ImageData(ids.contiguous(), labels, list("abcdefghij"), "t")
+    train, val = train_val_split(data, 0.1, seed=3)
+    assert len(train) == 180 and len(val) == 20
+    assert torch.bincount(val.labels).tolist() == [2] * 10
+    ids = set(train.images[:, 0, 0, 0].tolist()) | set(val.images[:, 0, 0, 0].tolist())
+    assert len(ids) == 200
+    _, val_again = train_val_split(data, 0.1, seed=3)
+    assert torch.equal(val.images, val_again.images)
+
+
+# ---- smoke: train 1 epoch on a few hundred images, export, package -----------------------------
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not HAVE_FASHION_MNIST:
+        pytest.skip("Debian dataset-fashion-mnist not installed")
+    from training.cli import main
+
+    root = tmp_path_factory.mktemp("smoke")
+    argv = [
+        "train-classifier",
+        "--limit",
+        "400",
+        "--test-limit",
+        "300",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--width",
+        "8",
+        "--name",
+        "smoke-test",
+        "--version",
+        "0.0.1",
+        "--output-dir",
+        str(root / "store"),
+        "--run-dir",
+        str(root / "run"),
+        "--calibration-size",
+        "64",
+        "--threads",
+        "2",
+    ]
+    assert main(argv) == 0
+    return root / "store" / "smoke-test"
+
+
+def test_package_layout_and_manifest(package_dir: Path) -> None:
+    names = {p.name for p in package_dir.iterdir()}
+    assert names == {
+        "model.onnx",
+        "model.int8.onnx",
+        "model.json",
+        "confusion_matrix.png",
+        "metrics.json",
+    }
+    package = ModelPackage.load(package_dir)
+    assert package.task == "classification"
+    assert package.name == "smoke-test" and package.version == "0.0.1"
+    assert (package.input.width, package.input.height) == (28, 28)
+    assert package.labels[0] == "T-shirt/top" and len(package.labels) == 10
+    test_eval = package.evaluation[0]
+    assert test_eval.samples == 300 and set(test_eval.metrics) == {"top1", "top5"}
+    assert 0.0 <= test_eval.metrics["top1"] <= test_eval.metrics["top5"] <= 1.0
+    assert package.quantized is not None and package.quantized.file == "model.int8.onnx"
+    assert package.quantized.delta["top1"] == pytest.approx(
+        package.quantized.metrics["top1"] - test_eval.metrics["top1"]
+    )
+    assert package.provenance.seed == 0
+    assert "--limit 400" in package.provenance.command
+    assert package.provenance.training_time_s > 0
+    assert (package_dir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parity_check_ran(package_dir: Path) -> None:
+    metrics = json.loads((package_dir / "metrics.json").read_text())
+    parity = metrics["export_parity"]
+    assert parity["samples"] == 25 and parity["batch_sizes"] == [1, 8, 16]
+    assert parity["max_abs_diff"] <= parity["atol"]
+    assert parity["argmax_agreement"] == 1.0
+    assert len(metrics["per_class_top1"]) == 10
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 300
+
+
+def test_onnx_takes_uint8_nhwc_with_dynamic_batch(package_dir: Path) -> None:
+    session = cpu_session(package_dir / "model.onnx")
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert (inp.name, inp.type) == ("images", "tensor(uint8)")
+    assert isinstance(inp.shape[0], str) and inp.shape[1:] == [28, 28, 3]
+    assert out.name == "probabilities"
+    rng = np.random.default_rng(0)
+    for n in (1, 5):
+        images = rng.integers(0, 256, (n, 28, 28, 3), dtype=np.uint8)
+        probs = session.run(["probabilities"], {"images": images})[0]
+        assert probs.shape == (n, 10) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        assert (probs >= 0).all()
+    with pytest.raises(Exception, match=r"(?i)type|float"):
+        session.run(["probabilities"], {"images": np.zeros((1, 28, 28, 3), np.float32)})
+
+
+def test_parity_check_raises_on_a_different_model(package_dir: Path) -> None:
+    from training.models import build_model
+
+    torch.manual_seed(123)
+    wrong = build_model(
+        "resnet", in_channels=1, num_classes=10, width=8, depths=(1, 1, 1), dropout=0.0
+    )
+    for m in wrong.modules():  # non-trivial BN so the output is far from the exported model
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    wrapper = ServingWrapper(wrong, 1, (0.286,), (0.353,))
+    images = np.random.default_rng(1).integers(0, 256, (9, 28, 28, 3), dtype=np.uint8)
+    with pytest.raises(ParityError):
+        check_parity(wrapper, package_dir / "model.onnx", images, batch_sizes=(1, 8))
+
+
+def test_parity_check_passes_on_identical_graph(tmp_path: Path) -> None:
+    """The check itself: an exported wrapper agrees with its own PyTorch model on RGB noise."""
+    from training.export import export_onnx
+    from training.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet", in_channels=1, num_classes=3, width=4, depths=(1,), dropout=0.0)
+    wrapper = ServingWrapper(model, 1, (0.5,), (0.25,)).eval()
+    path = export_onnx(wrapper, tmp_path / "m.onnx", 12, 10)
+    images = np.random.default_rng(2).integers(0, 256, (4, 12, 10, 3), dtype=np.uint8)
+    report = check_parity(wrapper, path, images, batch_sizes=(1, 3))
+    assert report.samples == 4 and report.max_abs_diff <= 1e-5
+    grey = np.repeat(images[..., :1], 3, axis=3)  # luma of replicated grey == grey
+    with torch.inference_mode():
+        direct = torch.softmax(
+            model.eval()(
+                (torch.from_numpy(grey[..., :1]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
+            ),
+            dim=1,
+        ).numpy()
+    onnx_probs = cpu_session(path).run(["probabilities"], {"images": grey})[0]
+    np.testing.assert_allclose(onnx_probs, direct, atol=1e-5)
+
+
+class _Probe(torch.nn.Module):
+    """Logits = [flattened input, 0]: softmax is invertible, so the graph's input is observable."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        return torch.cat([flat, torch.zeros_like(flat[:, :1])], dim=1)
+
+
+@pytest.mark.parametrize(
+    ("channels", "mean", "std", "expected"),
+    [
+        # greyscale model: luma 0.299 R + 0.587 G + 0.114 B, then (x/255 - mean)/std
+        (1, (0.0,), (1.0,), [[0.299], [0.587], [0.114], [1.0]]),
+        (1, (0.5,), (0.25,), [[-0.804], [0.348], [-1.544], [2.0]]),
+        # RGB model: per-channel normalisation, channel order kept
+        (3, (0.5, 0.0, 0.0), (0.5, 1.0, 2.0), [[1, 0, 0], [-1, 1, 0], [-1, 0, 0.5], [1, 1, 0.5]]),
+    ],
+)
+def test_exported_graph_preprocessing(
+    tmp_path: Path, channels: int, mean: tuple, std: tuple, expected: list
+) -> None:
+    from training.export import export_onnx
+
+    wrapper = ServingWrapper(_Probe(), channels, mean, std)
+    path = export_onnx(wrapper, tmp_path / "probe.onnx", 1, 1)
+    images = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]], np.uint8)
+    probs = cpu_session(path).run(["probabilities"], {"images": images.reshape(4, 1, 1, 3)})[0]
+    seen = np.log(probs[:, :-1] / probs[:, -1:])  # undo softmax against the zero logit
+    np.testing.assert_allclose(seen, np.asarray(expected, np.float32), atol=1e-4)
+
+
+@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Debian dataset-fashion-mnist not installed")
+def test_same_command_reproduces_the_model(tmp_path: Path) -> None:
+    from training.cli import main
+
+    outputs = []
+    for run in ("a", "b"):
+        argv = [
+            "train-classifier",
+            "--limit",
+            "200",
+            "--test-limit",
+            "50",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--width",
+            "4",
+            "--name",
+            "repro",
+            "--no-quantize",
+            "--crop-padding",
+            "2",
+            "--random-erasing",
+            "0.5",
+            "--mixup-alpha",
+            "0.2",
+            "--output-dir",
+            str(tmp_path / run),
+            "--run-dir",
+            str(tmp_path / f"run-{run}"),
+        ]
+        assert main(argv) == 0
+        session = cpu_session(tmp_path / run / "repro" / "model.onnx")
+        images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 3), dtype=np.uint8)
+        outputs.append(session.run(["probabilities"], {"images": images})[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
