@@ -53,8 +53,13 @@ format: $(VENV)/.all
 bench: $(VENV)/.all
 	$(VENV)/bin/vision bench
 
+# The bundled default (model_store/fashion-classifier/model.json records this command).
+TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
+	--batch-size 128 --optimizer sgd --lr 0.1 --weight-decay 5e-4 --label-smoothing 0.1 \
+	--warmup-epochs 1 --patience 8 --crop-padding 2 --hflip --seed 0 --threads 2 --bf16 \
+	--version 1.0.0
 train-classifier: $(VENV)/.all
-	$(VENV)/bin/vision train-classifier
+	$(VENV)/bin/vision train-classifier $(TRAIN_CLASSIFIER_ARGS)
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build
