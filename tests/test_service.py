@@ -204,8 +204,11 @@ def test_metrics_parse(server: Server, photos) -> None:
     assert "bentoml_service_adaptive_batch_size" in families
 
 
-def test_overload_sheds_with_503_and_retry_after(server: Server, photos) -> None:
-    data = encode(photos["astronaut"], "PNG")  # a slow decode keeps requests in flight
+def test_overload_sheds_with_503_and_retry_after(server: Server) -> None:
+    # A 9-megapixel PNG that compresses well: small to send, slow to decode, so requests stay
+    # in flight long enough to pass the per-worker limit (16 in the test server).
+    ramp = np.tile(np.arange(3000, dtype=np.uint16) % 256, (3000, 1)).astype(np.uint8)
+    data = encode(np.stack([ramp, ramp.T, ramp], axis=2), "PNG")
 
     def post(_: int):
         return server.classify(data)
