@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from typing import Any
 
 import aiohttp
@@ -49,6 +50,7 @@ class Vision:
             self.models[model.name] = model
         self.metrics = Metrics()
         self.runtime: dict[str, Any] | None = None
+        keep_runner_session(self.runner)
 
     async def _describe_runner(self) -> dict[str, Any]:
         if self.runtime is None:
@@ -86,9 +88,9 @@ class Vision:
         try:
             try:
                 return await method(batch)
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
-                # The runner closed an idle keep-alive connection as we reused it; inference is
-                # idempotent, so one retry on a fresh connection is safe.
+            except aiohttp.ClientConnectionError:
+                # The runner closed an idle keep-alive connection as we reused it (uvicorn's 5 s
+                # keep-alive vs aiohttp's 15 s). Inference is idempotent: retry once.
                 return await method(batch)
         except BentoMLException as exc:
             if exc.error_code is not None and int(exc.error_code) in (429, 503):
@@ -139,6 +141,21 @@ class Vision:
                 }
             )
         return {"models": models}
+
+
+def keep_runner_session(proxy: Any) -> None:
+    """Stop BentoML 1.4.39 from recycling the runner client's HTTP session.
+
+    Its SessionManager closes the session every 100 requests or 5 minutes, which fails every
+    request still in flight on it ("Connector is closed"; BentoML issues #5540, #5544). One
+    long-lived session per worker is what we want anyway.
+    """
+    manager = getattr(getattr(proxy, "_async", None), "_session_manager", None)
+    if manager is None:
+        logger.warning("BentoML client internals changed; runner session recycling stays on")
+        return
+    manager.max_requests = sys.maxsize
+    manager.max_age = float("inf")
 
 
 def record_rejection(error: ApiError) -> None:
