@@ -79,3 +79,26 @@ def odd_images() -> dict[str, bytes]:
         "tall_thin": encode(np.full((2000, 3, 3), 128, np.uint8)),
         "progressive_jpeg": encode(rgb, "JPEG", progressive=True),
     }
+
+
+# Transposes that store an upright image so that EXIF orientation `o` brings it back.
+_UNDO_ORIENTATION = {
+    1: [],
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_90],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_270],
+}
+
+
+def with_orientation(upright: Image.Image, orientation: int) -> bytes:
+    """A PNG whose pixels are stored rotated/flipped, with the EXIF tag that undoes it."""
+    stored = upright
+    for op in _UNDO_ORIENTATION[orientation]:
+        stored = stored.transpose(op)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(stored, "PNG", exif=exif.tobytes())

@@ -9,7 +9,7 @@ from PIL import Image
 from service.errors import ApiError, PayloadTooLarge
 from service.imaging import decode_image
 from tests.conftest import encode
-from tests.samples import bad_images, odd_images, png_bomb
+from tests.samples import bad_images, odd_images, png_bomb, with_orientation
 
 LIMIT = 40_000_000
 
@@ -74,22 +74,8 @@ def test_animated_gif_uses_the_first_frame() -> None:
 def test_exif_orientation_is_applied(orientation: int) -> None:
     upright = np.zeros((40, 60, 3), np.uint8)
     upright[:10, :20] = 255  # a white block in the top-left corner
-    undo = {
-        1: [],
-        2: [Image.Transpose.FLIP_LEFT_RIGHT],
-        3: [Image.Transpose.ROTATE_180],
-        4: [Image.Transpose.FLIP_TOP_BOTTOM],
-        5: [Image.Transpose.TRANSPOSE],
-        6: [Image.Transpose.ROTATE_90],
-        7: [Image.Transpose.TRANSVERSE],
-        8: [Image.Transpose.ROTATE_270],
-    }[orientation]
-    stored = Image.fromarray(upright)
-    for op in undo:
-        stored = stored.transpose(op)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    image = decode_image(encode(stored, "PNG", exif=exif.tobytes()), max_pixels=LIMIT)
+    data = with_orientation(Image.fromarray(upright), orientation)
+    image = decode_image(data, max_pixels=LIMIT)
     assert (image.width, image.height) == (60, 40)
     np.testing.assert_array_equal(image.pixels, upright)
 

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.model_package import ModelPackage
 from tests.conftest import MODEL_STORE, Server, encode
+from tests.samples import with_orientation
 
 pytestmark = pytest.mark.slow
 
@@ -99,24 +100,8 @@ def test_exif_orientations_give_the_upright_prediction(server: Server, fashion_t
     images, _ = fashion_test
     upright = Image.fromarray(images[3]).convert("RGB").resize((112, 112))
     expected = server.classify(encode(upright)).json()["predictions"]
-    # Store the pixels so that applying orientation `o` brings back the upright image.
-    undo = {
-        1: [],
-        2: [Image.Transpose.FLIP_LEFT_RIGHT],
-        3: [Image.Transpose.ROTATE_180],
-        4: [Image.Transpose.FLIP_TOP_BOTTOM],
-        5: [Image.Transpose.TRANSPOSE],
-        6: [Image.Transpose.ROTATE_90],
-        7: [Image.Transpose.TRANSVERSE],
-        8: [Image.Transpose.ROTATE_270],
-    }
-    for orientation, ops in undo.items():
-        stored = upright
-        for op in ops:
-            stored = stored.transpose(op)
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        data = encode(stored, "PNG", exif=exif.tobytes())
+    for orientation in range(1, 9):
+        data = with_orientation(upright, orientation)
         got = server.classify(data).json()
         assert got["image"] == {"width": 112, "height": 112}
         assert [p["class_id"] for p in got["predictions"]] == [p["class_id"] for p in expected], (
