@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,14 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL_STORE = ROOT / "model_store"
+from service.serverproc import MODEL_STORE, ROOT, ServerProcess, free_port
+from service.serverproc import start_server as start_server_process
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["MODEL_STORE", "ROOT", "Server", "encode", "free_port", "start_server", "stop_server"]
 
 
 def encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:
@@ -35,11 +25,14 @@ def encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **kwargs: object)
 
 
 class Server:
-    def __init__(self, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.url = url
-        self.process = process
-        self.log = log
-        self.client = httpx.Client(base_url=url, timeout=60)
+    """A running server (service.serverproc) with an httpx client on it."""
+
+    def __init__(self, proc: ServerProcess) -> None:
+        self.proc = proc
+        self.url = proc.url
+        self.process = proc.process
+        self.log = proc.log
+        self.client = httpx.Client(base_url=proc.url, timeout=60)
 
     def classify(self, data: bytes, **fields: object) -> httpx.Response:
         form = {k: str(v) for k, v in fields.items()}
@@ -52,51 +45,12 @@ class Server:
 
 
 def start_server(tmp: Path, env_overrides: dict[str, str]) -> Server:
-    port = free_port()
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(tmp / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "VISION_MODEL_STORE": str(MODEL_STORE),
-        "VISION_HTTP_WORKERS": "2",
-        **env_overrides,
-    }
-    subprocess.run(
-        [sys.executable, "-m", "service.cli", "import-models"], env=env, check=True, cwd=ROOT
-    )
-    log = tmp / "server.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "service.gateway:Vision", "--port", str(port)],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if server.client.get("/readyz", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    stop_server(server)
-    raise RuntimeError(f"server not ready in time:\n{log.read_text()[-3000:]}")
+    return Server(start_server_process(tmp, {"VISION_HTTP_WORKERS": "2", **env_overrides}))
 
 
 def stop_server(server: Server) -> None:
     server.client.close()
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
+    server.proc.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,204 @@
+"""`vision bench` (`make bench`): the serving benchmark of the bundled classifier, in one run.
+
+1. raw ONNX Runtime throughput by batch size, with the runner's session settings;
+2. a real server (service.serverproc) with adaptive batching on, then one with it off; against
+   each, a closed-loop aiohttp client (bench_load) posts a real JPEG photo (and a 28x28
+   Fashion-MNIST-like PNG) at each concurrency level, scraping /metrics before and after to
+   get the runner's batch sizes and the pipeline's stage split;
+3. prints markdown tables and the targets, appends them to docs/BENCHMARKS.md and plots
+   docs/bench_classify.png.
+
+Torch-free: runs from the serving install plus aiohttp (BentoML's) and, for the plot and the
+photo, matplotlib and scikit-image (dev extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from service import bench_host as host
+from service.bench_http import run_server, say
+from service.bench_images import sample_images
+from service.bench_load import Request
+from service.bench_raw import RawResult, raw_throughput
+from service.bench_report import (
+    LevelRow,
+    append,
+    http_table,
+    plot,
+    raw_table,
+    section,
+    stage_table,
+    targets,
+    targets_table,
+)
+from service.bench_stats import multipart_body
+from service.model_package import ModelPackage
+from service.serverproc import MODEL_STORE, ROOT
+from service.settings import Settings
+
+SETTINGS_SHOWN = (
+    "http_workers",
+    "runner_workers",
+    "runner_threads",
+    "max_batch_size",
+    "max_latency_ms",
+    "max_concurrency",
+)
+
+
+def _ints(text: str) -> list[int]:
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vision bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="short levels: a smoke run")
+    p.add_argument("--no-append", action="store_true", help="print only; leave docs/ alone")
+    p.add_argument("--duration", type=float, default=None, help="seconds per level (8; quick 2)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per level")
+    p.add_argument("--concurrency", type=_ints, default=[1, 8, 32, 64])
+    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128], help="raw ORT batches")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--images", default="jpeg,png", help="request images: jpeg (photo), png")
+    p.add_argument("--modes", default="on,off", help="adaptive batching modes to run")
+    p.add_argument("--model", default="fashion-classifier", help="package under model_store/")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the servers, e.g. VISION_HTTP_WORKERS=1",
+    )
+    p.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_classify.png")
+    return p
+
+
+def effective_settings(env: dict[str, str]) -> dict[str, str]:
+    fields = Settings.model_fields
+    return {
+        name: env.get(f"VISION_{name.upper()}", str(fields[name].default))
+        for name in SETTINGS_SHOWN
+    }
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--"]:  # `vision bench -- --quick`: the CLI passes the separator through
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    duration = args.duration or (2.0 if args.quick else 8.0)
+    warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.5)
+    overrides = dict(kv.split("=", 1) for kv in args.server_env)
+    overrides.update({"VISION_DEVICE": args.device, "VISION_MODELS": args.model})
+    env = {**os.environ, **overrides}
+    settings = effective_settings(env)
+    package_dir = MODEL_STORE / args.model
+    package = ModelPackage.load(package_dir)
+    names = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not names or set(names) - {"on", "off"}:
+        raise SystemExit(f"--modes takes on and/or off, got {args.modes!r}")
+    modes = [m == "on" for m in names]
+    started = dt.datetime.now(dt.UTC)
+    load_start = host.load_average()
+    say(f"vision bench: {package.name} {package.version} on {host.machine()}")
+    say(f"load average at start: {load_start}")
+
+    import onnxruntime as ort
+
+    raw: list[RawResult]
+    raw, providers = raw_throughput(
+        package_dir,
+        args.device,
+        int(settings["runner_threads"]),
+        tuple(args.batch_sizes),
+        repeats=3 if args.quick else 7,
+        min_repeat_s=0.05 if args.quick else 0.2,
+    )
+    for r in raw:
+        say(
+            f"  raw onnxruntime batch {r.batch:4}: {r.ms_per_batch:8.3f} ms  "
+            f"{r.images_per_s:9.0f} images/s"
+        )
+
+    samples = sample_images(args.images.split(","))
+    requests = {
+        name: Request("", *multipart_body("image", f"image.{name}", data, f"image/{name}"))
+        for name, (data, _) in samples.items()
+    }
+    rows: list[LevelRow] = []
+    served: dict[str, Any] = {}
+    for image, template in requests.items():
+        for batching in modes:
+            level_rows, served = run_server(
+                args.model, args.concurrency, batching, image, template, overrides, duration, warmup
+            )
+            rows += level_rows
+    busiest = max((r.other_load for r in rows), default=0.0)
+    late = [
+        f"{r.image}/{r.mode}/c={r.concurrency}: {r.overrun_s:.1f} s"
+        for r in rows
+        if r.overrun_s > 2
+    ]
+
+    raw_b1 = next((r.ms_per_batch for r in raw if r.batch == 1), None)
+    checks = [t for image in samples for t in targets(rows, raw_b1, image)]
+    facts = [
+        ("date", started.strftime("%Y-%m-%d %H:%M UTC")),
+        ("machine", host.machine()),
+        ("load average (1/5/15 min) at start / end", f"{load_start} / {host.load_average()}"),
+        (
+            "other processes",
+            f"up to {busiest:.2f} cores busy outside the benchmark during a level"
+            + (" - BUSY MACHINE, numbers are not representative" if busiest > 0.3 else ""),
+        ),
+        ("onnxruntime", f"{ort.__version__}, providers {', '.join(providers)}"),
+        (
+            "model",
+            f"{package.name} {package.version} "
+            f"(store tag {package.name}:{served.get('version', '?')}), "
+            f"input {package.input.width}x{package.input.height} {package.input.layout} uint8",
+        ),
+        ("command", f"`{shlex.join(['vision', 'bench', *argv])}`"),
+        (
+            "server settings",
+            ", ".join(f"{k}={v}" for k, v in settings.items()) + f", device={args.device}",
+        ),
+        *([("responses after the window", ", ".join(late))] if late else []),
+        ("requests", "; ".join(f"{n}: {desc}" for n, (_, desc) in samples.items())),
+        (
+            "load",
+            f"closed-loop aiohttp clients on the same machine, {duration:g} s per level after "
+            f"{warmup:g} s warm-up; latencies of 200 responses; a fresh server per image "
+            "and mode",
+        ),
+    ]
+    tables = [
+        (
+            "Raw ONNX Runtime (median per batch)",
+            raw_table([(r.batch, r.ms_per_batch) for r in raw]),
+        ),
+        ("HTTP POST /classify", http_table(rows)),
+        ("Where the time goes (server-side means, ms)", stage_table(rows)),
+        ("Targets", targets_table(checks)),
+    ]
+    text = section(f"{started:%Y-%m-%d %H:%M} UTC, {package.name} {package.version}", facts, tables)
+    say("\n" + text)
+    if not args.no_append:
+        append(args.output, text)
+        plot(rows, args.plot, f"{package.name} {package.version}, {host.machine()}")
+        say(f"appended to {args.output}; plot {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

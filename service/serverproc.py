@@ -1,0 +1,150 @@
+"""Start and stop a real `bentoml serve service.gateway:Vision` subprocess.
+
+The closest thing to production on one machine: the bundled model packages are imported into a
+private BentoML home, then `python -m bentoml serve` runs on a free port in its own process
+group, and `start_server` returns once `/readyz` answers 200. Used by the service tests and by
+`vision bench`. Standard library only (urllib), so it works from the serving install.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_STORE = ROOT / "model_store"
+SERVICE = "service.gateway:Vision"
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago (the server binds it shortly after)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    """Status code of `GET url`, or None when nothing answered."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def http_get_text(url: str, timeout: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return bytes(response.read()).decode()
+
+
+@dataclass
+class ServerProcess:
+    """A running `bentoml serve` process group."""
+
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None and http_status(f"{self.url}/livez") == 200
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM the process group, then SIGKILL it if it has not exited within `timeout`."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def server_env(home: Path, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of the server: ours, a private BentoML home, the bundled models."""
+    return {
+        **os.environ,
+        "BENTOML_HOME": str(home / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "VISION_MODEL_STORE": str(MODEL_STORE),
+        **(overrides or {}),
+    }
+
+
+def start_server(
+    home: Path,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    port: int | None = None,
+    ready_timeout: float = 180.0,
+) -> ServerProcess:
+    """Import the models into `home`/bentoml and serve them; returns once `/readyz` is 200.
+
+    `overrides` are environment variables for the server (`VISION_*` settings). The server
+    log is `home`/server.log. Raises RuntimeError (with the log tail) if the server exits or
+    is not ready within `ready_timeout` seconds.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    env = server_env(home, overrides)
+    port = port or free_port()
+    log = home / "server.log"
+    with log.open("wb") as out:
+        subprocess.run(
+            [sys.executable, "-m", "service.cli", "import-models"],
+            env=env,
+            check=True,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, process, log)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
+        if http_status(f"{server.url}/readyz") == 200:
+            return server
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"server not ready in {ready_timeout:.0f} s:\n{server.log_tail()}")

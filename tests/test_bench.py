@@ -1,0 +1,140 @@
+"""The pure parts of `vision bench`: percentiles, Prometheus deltas, tables, targets. No server."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.bench_report import LevelRow, append, http_table, raw_table, targets
+from service.bench_stats import (
+    BATCH_METRIC,
+    delta,
+    histogram_mean,
+    markdown_table,
+    multipart_body,
+    parse_samples,
+    percentile,
+    stage_means_ms,
+)
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        ([5.0], 50, 5.0),
+        ([5.0], 99, 5.0),
+        ([1.0, 2.0, 3.0, 4.0], 50, 2.5),
+        ([4.0, 1.0, 3.0, 2.0], 0, 1.0),
+        ([4.0, 1.0, 3.0, 2.0], 100, 4.0),
+        ([10.0, 20.0], 25, 12.5),
+        (list(range(1, 101)), 99, 99.01),
+    ],
+)
+def test_percentile_table(values: list[float], q: float, expected: float) -> None:
+    assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_percentile_matches_numpy_and_rejects_bad_input() -> None:
+    values = list(np.random.default_rng(0).exponential(5.0, 1001))
+    for q in (1, 50, 90, 99, 99.9):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def _exposition(batch: tuple[float, float, float, float], decode: tuple[float, float]) -> str:
+    """Two runner workers' batch-size histograms and one stage histogram, as /metrics shows."""
+    s1, c1, s2, c2 = batch
+    name, labels = BATCH_METRIC, 'method_name="infer_m",service_name="vision-runner"'
+    return f"""# HELP {name} Batch size
+# TYPE {name} histogram
+{name}_bucket{{{labels},worker_index="1",le="+Inf"}} {c1}
+{name}_sum{{{labels},worker_index="1"}} {s1}
+{name}_count{{{labels},worker_index="1"}} {c1}
+{name}_bucket{{{labels},worker_index="2",le="+Inf"}} {c2}
+{name}_sum{{{labels},worker_index="2"}} {s2}
+{name}_count{{{labels},worker_index="2"}} {c2}
+# HELP vision_stage_duration_seconds Time per stage
+# TYPE vision_stage_duration_seconds histogram
+vision_stage_duration_seconds_bucket{{model="m",stage="decode",le="+Inf"}} {decode[1]}
+vision_stage_duration_seconds_sum{{model="m",stage="decode"}} {decode[0]}
+vision_stage_duration_seconds_count{{model="m",stage="decode"}} {decode[1]}
+"""
+
+
+def test_histogram_delta_gives_the_mean_of_the_measured_interval() -> None:
+    before = parse_samples(_exposition((100.0, 50.0, 10.0, 10.0), (0.5, 100.0)))
+    after = parse_samples(_exposition((420.0, 70.0, 90.0, 20.0), (0.8, 250.0)))
+    d = delta(before, after)
+    # (320 + 80) items in (20 + 10) batches; the totals (510 / 90) would give 5.67 instead.
+    mean, count = histogram_mean(d, BATCH_METRIC) or (0.0, 0.0)
+    assert (mean, count) == (pytest.approx(400 / 30), 30)
+    only_worker_2 = histogram_mean(d, BATCH_METRIC, {"worker_index": "2"})
+    assert only_worker_2 == (pytest.approx(8.0), 10)
+    assert histogram_mean(d, BATCH_METRIC, {"method_name": "other"}) is None
+    assert stage_means_ms(d, "m") == {"decode": pytest.approx(2.0)}  # 0.3 s / 150
+    assert stage_means_ms(d, "other") == {}
+
+
+def test_histogram_mean_is_none_without_new_observations() -> None:
+    text = _exposition((100.0, 50.0, 10.0, 10.0), (0.5, 100.0))
+    assert histogram_mean(delta(parse_samples(text), parse_samples(text)), BATCH_METRIC) is None
+
+
+def test_markdown_table_exact() -> None:
+    table = markdown_table(["name", "n"], [["a", 1], ["bbbb", 22.5]])
+    assert table == (
+        "| name |    n |\n"
+        "|------|-----:|\n"
+        "| a    |    1 |\n"
+        "| bbbb | 22.5 |"
+    )  # fmt: skip
+    with pytest.raises(ValueError):
+        markdown_table(["a", "b"], [[1]])
+
+
+def test_raw_and_http_tables() -> None:
+    assert raw_table([(8, 4.0)]).splitlines()[2] == "| 8     |    4.000 |   0.5000 |    2,000 |"
+    row = LevelRow("jpeg", True, 32, 900, 3, 1234.5, 10.0, None, {"503": 2, "ClientError": 1})
+    line = http_table([row]).splitlines()[2]
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    errors = "3 (503: 2, ClientError: 1)"
+    assert cells[:8] == ["jpeg", "on", "32", "1,234.5", "10.00", "-", errors, "-"]
+
+
+def _row(batching: bool, c: int, rps: float, p50: float) -> LevelRow:
+    return LevelRow("jpeg", batching, c, 100, 0, rps, p50, p50 * 2)
+
+
+def test_targets_met_and_missed() -> None:
+    rows = [_row(True, 1, 100, 6.0), _row(False, 1, 150, 4.5), _row(True, 32, 300, 50)]
+    rows.append(_row(False, 32, 310, 40))
+    on1, off1, c32 = targets(rows, raw_b1_ms=0.5, image="jpeg")
+    assert (on1.met, off1.met, c32.met) == (False, True, False)
+    assert on1.value.startswith("5.50 ms")
+    assert off1.value.startswith("4.00 ms")
+    assert "x0.97" in c32.value
+    assert [t.met for t in targets(rows[:1], None, "jpeg")] == [None, None, None]
+
+
+def test_multipart_body_shape() -> None:
+    body, content_type = multipart_body("image", "a.jpg", b"\xff\xd8data", "image/jpeg", "XyZ")
+    assert content_type == "multipart/form-data; boundary=XyZ"
+    assert body.startswith(
+        b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"'
+    )
+    assert body.endswith(b"\r\n\r\n\xff\xd8data\r\n--XyZ--\r\n")
+    with pytest.raises(ValueError):
+        multipart_body("image", "a", b"--XyZ--", "image/jpeg", "XyZ")
+
+
+def test_append_creates_then_appends(tmp_path) -> None:
+    path = tmp_path / "docs" / "BENCHMARKS.md"
+    append(path, "## run 1\n")
+    append(path, "## run 2\n")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert text.index("## run 1") < text.index("## run 2")
+    assert text.count("# Benchmarks") == 1
