@@ -37,6 +37,7 @@ app = create_app()
     traffic={"timeout": settings.request_timeout_s},
     http={"port": settings.http_port, "host": settings.host},
     metrics={"enabled": True},
+    logging={"access": {"enabled": settings.access_log}},
 )
 @bentoml.asgi_app(app, path="/")
 class Vision:

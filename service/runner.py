@@ -13,6 +13,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from service.batching import cap_batch_wait
 from service.model_store import StoredPackage, load, resolve_tags
 from service.onnx_session import OnnxModel
 from service.settings import Settings, get_settings
@@ -86,8 +87,10 @@ def build_runner(settings: Settings, tags: list[str]) -> Any:
         workers=settings.runner_workers,
         resources=resources,
         traffic={"timeout": settings.request_timeout_s},
+        logging={"access": {"enabled": False}},
     )(cls)
 
 
+cap_batch_wait(get_settings().max_batch_wait_ms / 1000)
 MODEL_TAGS = resolve_tags(get_settings().model_tags())
 ModelRunner = build_runner(get_settings(), MODEL_TAGS)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     batching: bool = True
     max_batch_size: int = Field(default=64, ge=2)
     max_latency_ms: int = Field(default=1000, ge=1)
+    # Cap on how long a lone request waits for a batch to form (see service/batching.py).
+    max_batch_wait_ms: float = Field(default=2.0, ge=0)
 
     # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=40_000_000, ge=1)
 
     api_key: str = ""
+    access_log: bool = False  # per-request access log lines of the gateway (costs CPU per request)
 
     def model_tags(self) -> list[str]:
         return [tag.strip() for tag in self.models.split(",") if tag.strip()]

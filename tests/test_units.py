@@ -209,3 +209,20 @@ def test_concurrency_limit_sheds_and_exempts_probes() -> None:
     statuses, probe_status = asyncio.run(scenario())
     assert statuses == [200, 200, 503]
     assert probe_status == 200
+
+
+def test_batch_wait_is_capped_after_a_burst() -> None:
+    from bentoml._internal.marshal import dispatcher
+
+    from service.batching import cap_batch_wait
+
+    cap_batch_wait(0.002)
+    optimizer = dispatcher.Optimizer(1.0)
+    for n in range(1, 11):  # batches that queued 80 ms each during a burst
+        optimizer.o_stat.append((n, 0.001 * n, 0.080))
+    optimizer.trigger_refresh()
+    assert optimizer.wait == pytest.approx(0.002)
+    optimizer.o_stat.clear()
+    optimizer.o_stat.append((1, 0.001, 0.0005))
+    optimizer.trigger_refresh()
+    assert optimizer.wait == pytest.approx(0.0005)  # below the cap: learned as before
