@@ -24,10 +24,8 @@ def test_bentoml_build_lists_the_models(tmp_path: Path) -> None:
     assert "imported" in imported.stdout
     assert "imported" not in again.stdout  # same bytes, same tag: a no-op
     subprocess.run([sys.executable, "-m", "bentoml", "build"], **run)
-    info = json.loads(
-        subprocess.run([sys.executable, "-m", "bentoml", "get", "vision:latest", "-o", "json"],
-                       **run).stdout  # fmt: skip
-    )
+    get = [sys.executable, "-m", "bentoml", "get", "vision:latest", "-o", "json"]
+    info = json.loads(subprocess.run(get, **run).stdout)
     tags = {m["tag"] for service in info["services"] for m in service["models"]}
     expected = set()
     for manifest in (ROOT / "model_store").glob("*/model.json"):
