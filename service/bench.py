@@ -1,7 +1,8 @@
 """`vision bench` (`make bench`): the serving benchmark of the bundled classifier, in one run.
 
 1. raw ONNX Runtime throughput by batch size, with the runner's session settings;
-2. a real server (service.serverproc) with adaptive batching on, then one with it off; against
+2. a real server (service.serverproc) per mode: the runner with adaptive batching on, then off,
+   then ONNX in the HTTP workers (VISION_EXECUTION=local); against
    each, a closed-loop aiohttp client (bench_load) posts a real JPEG photo (and a 28x28
    Fashion-MNIST-like PNG) at each concurrency level, scraping /metrics before and after to
    get the runner's batch sizes and the pipeline's stage split;
@@ -70,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128], help="raw ORT batches")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--images", default="jpeg,png", help="request images: jpeg (photo), png")
-    p.add_argument("--modes", default="on,off", help="adaptive batching modes to run")
+    p.add_argument(
+        "--modes",
+        default="on,off,local",
+        help="on/off: the runner with adaptive batching on/off; local: ONNX in the HTTP workers",
+    )
     p.add_argument("--model", default="fashion-classifier", help="package under model_store/")
     p.add_argument(
         "--server-env",
@@ -105,9 +110,9 @@ def main(argv: list[str]) -> int:
     package_dir = MODEL_STORE / args.model
     package = ModelPackage.load(package_dir)
     names = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not names or set(names) - {"on", "off"}:
-        raise SystemExit(f"--modes takes on and/or off, got {args.modes!r}")
-    modes = [m == "on" for m in names]
+    if not names or set(names) - {"on", "off", "local"}:
+        raise SystemExit(f"--modes takes on, off and/or local, got {args.modes!r}")
+    modes = names
     started = dt.datetime.now(dt.UTC)
     load_start = host.load_average()
     say(f"vision bench: {package.name} {package.version} on {host.machine()}")
@@ -138,9 +143,9 @@ def main(argv: list[str]) -> int:
     rows: list[LevelRow] = []
     served: dict[str, Any] = {}
     for image, template in requests.items():
-        for batching in modes:
+        for mode in modes:
             level_rows, served = run_server(
-                args.model, args.concurrency, batching, image, template, overrides, duration, warmup
+                args.model, args.concurrency, mode, image, template, overrides, duration, warmup
             )
             rows += level_rows
     busiest = max((r.other_load for r in rows), default=0.0)

@@ -37,7 +37,7 @@ def measure_level(
     server: ServerProcess,
     request: Request,
     image: str,
-    batching: bool,
+    mode: str,
     concurrency: int,
     duration: float,
     warmup: float,
@@ -51,14 +51,14 @@ def measure_level(
     ours, other = host.cpu_split(before, host.cpu_snapshot(roots), seconds)
     d = delta(parse_samples(result.metrics_before), parse_samples(result.metrics_after))
     api = _api_name(model)
-    batch = histogram_mean(d, BATCH_METRIC, {"method_name": api}) if batching else None
+    batch = histogram_mean(d, BATCH_METRIC, {"method_name": api}) if mode == "on" else None
     gateway = histogram_mean(d, REQUEST_METRIC, {"service_name": "vision", "endpoint": "/classify"})
     runner = histogram_mean(
         d, REQUEST_METRIC, {"service_name": "vision-runner", "endpoint": f"/{api}"}
     )
     return LevelRow(
         image=image,
-        batching=batching,
+        mode=mode,
         concurrency=concurrency,
         ok=result.ok,
         failed=result.failed,
@@ -79,7 +79,7 @@ def measure_level(
 def run_server(
     model: str,
     concurrency: list[int],
-    batching: bool,
+    mode: str,
     image: str,
     template: Request,
     overrides: dict[str, str],
@@ -89,21 +89,24 @@ def run_server(
     """A fresh server per (mode, image): the dispatcher's latency model adapts to past load
     (it keeps waiting as long as recent batches waited), so levels must not inherit the
     history of another image's run."""
-    mode = "on" if batching else "off"
-    env = {**overrides, "VISION_BATCHING": str(batching).lower()}
+    env = {
+        **overrides,
+        "VISION_BATCHING": str(mode == "on").lower(),
+        "VISION_EXECUTION": "local" if mode == "local" else "runner",
+    }
     rows: list[LevelRow] = []
     with tempfile.TemporaryDirectory(prefix=f"vision-bench-{mode}-") as tmp:
         t0 = time.perf_counter()
         with start_server(Path(tmp), env) as server:
-            say(f"server, batching {mode}: ready in {time.perf_counter() - t0:.1f} s")
+            say(f"server, mode {mode}: ready in {time.perf_counter() - t0:.1f} s")
             info = json.loads(http_get_text(f"{server.url}/v1/models"))
             (served,) = [m for m in info["models"] if m["name"] == model]
             request = Request(server.url + "/classify", template.body, template.content_type)
             for c in concurrency:
-                row = measure_level(server, request, image, batching, c, duration, warmup, model)
+                row = measure_level(server, request, image, mode, c, duration, warmup, model)
                 rows.append(row)
                 say(
-                    f"  {image:4} batching {mode:3} c={c:<3} {row.rps:7.1f} req/s  "
+                    f"  {image:4} {mode:5} c={c:<3} {row.rps:7.1f} req/s  "
                     f"p50 {fmt(row.p50_ms, 2):>7} ms  p99 {fmt(row.p99_ms, 2):>7} ms  "
                     f"non-200 {row.failed}  batch {fmt(row.batch_mean, 2)}  "
                     f"CPU ours {row.ours_load:.2f} other {row.other_load:.2f}"

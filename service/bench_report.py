@@ -13,7 +13,8 @@ INTRO = """# Benchmarks
 Serving benchmarks recorded by `make bench` (`vision bench`, service/bench.py). Each run
 appends a section: the machine, the model, the exact command, raw ONNX Runtime throughput by
 batch size, and HTTP `POST /classify` throughput and latency against concurrency with adaptive
-batching on and off (one server per mode, same machine, same run, so ratios compare). The
+batching on and off and with ONNX in the HTTP workers (`VISION_EXECUTION=local`; one server per
+mode, same machine, same run, so ratios compare). The
 "CPU ours" column is the CPU (in cores) used by the server and the load generator during a
 level, "CPU other" that of every other process: numbers taken while it is well above 0 were
 measured on a busy machine.
@@ -24,12 +25,19 @@ OVERHEAD_TARGET_MS = 5.0
 TARGET_CONCURRENCY = 32
 
 
+MODE_NAMES = {
+    "on": "runner, batching on",
+    "off": "runner, batching off",
+    "local": "local (in-process)",
+}
+
+
 @dataclass
 class LevelRow:
     """One HTTP level, reduced to numbers."""
 
     image: str
-    batching: bool
+    mode: str  # "on" / "off": runner with adaptive batching on / off; "local": ONNX in-process
     concurrency: int
     ok: int
     failed: int
@@ -44,10 +52,6 @@ class LevelRow:
     ours_load: float = float("nan")  # cores used by the server and the client meanwhile
     other_load: float = float("nan")  # cores used by other processes meanwhile
     overrun_s: float = 0.0  # the last response came this long after the window closed
-
-    @property
-    def mode(self) -> str:
-        return "on" if self.batching else "off"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def _errors(row: LevelRow) -> str:
 def http_table(rows: Sequence[LevelRow]) -> str:
     headers = [
         "image",
-        "batching",
+        "mode",
         "concurrency",
         "req/s",
         "p50 ms",
@@ -98,7 +102,7 @@ def http_table(rows: Sequence[LevelRow]) -> str:
 def stage_table(rows: Sequence[LevelRow]) -> str:
     """Where the time goes, server-side means in ms. `infer` is the gateway awaiting the runner
     (IPC + batching queue + model); `runner` is the runner's own request duration."""
-    headers = ["image", "batching", "concurrency", *STAGES, "runner", "gateway", "client p50"]
+    headers = ["image", "mode", "concurrency", *STAGES, "runner", "gateway", "client p50"]
     body = [
         [
             r.image,
@@ -120,9 +124,9 @@ def raw_table(raw: Sequence[tuple[int, float]]) -> str:
     return markdown_table(["batch", "ms/batch", "ms/image", "images/s"], body)
 
 
-def _find(rows: Sequence[LevelRow], image: str, batching: bool, c: int) -> LevelRow | None:
+def _find(rows: Sequence[LevelRow], image: str, mode: str, c: int) -> LevelRow | None:
     for r in rows:
-        if (r.image, r.batching, r.concurrency) == (image, batching, c):
+        if (r.image, r.mode, r.concurrency) == (image, mode, c):
             return r
     return None
 
@@ -131,18 +135,17 @@ def targets(rows: Sequence[LevelRow], raw_b1_ms: float | None, image: str) -> li
     """Serving overhead (p50 at concurrency 1 minus raw batch-1 time) per mode, and batching
     on vs off throughput at concurrency 32."""
     out = []
-    for batching in (True, False):
-        row = _find(rows, image, batching, 1)
-        mode = "on" if batching else "off"
-        name = f"serving overhead p50, batching {mode} ({image}) <= {OVERHEAD_TARGET_MS:g} ms"
+    for mode in ("on", "off", "local"):
+        row = _find(rows, image, mode, 1)
+        name = f"serving overhead p50, {MODE_NAMES[mode]} ({image}) <= {OVERHEAD_TARGET_MS:g} ms"
         if row is None or row.p50_ms is None or raw_b1_ms is None:
             out.append(Target(name, "not measured", None))
             continue
         overhead = row.p50_ms - raw_b1_ms
         value = f"{overhead:.2f} ms ({row.p50_ms:.2f} - {raw_b1_ms:.3f})"
         out.append(Target(name, value, overhead <= OVERHEAD_TARGET_MS))
-    on = _find(rows, image, True, TARGET_CONCURRENCY)
-    off = _find(rows, image, False, TARGET_CONCURRENCY)
+    on = _find(rows, image, "on", TARGET_CONCURRENCY)
+    off = _find(rows, image, "off", TARGET_CONCURRENCY)
     name = f"throughput at concurrency {TARGET_CONCURRENCY}, batching on >= off ({image})"
     if on is None or off is None or off.rps <= 0:
         out.append(Target(name, "not measured", None))
@@ -176,24 +179,25 @@ def append(path: Path, text: str) -> None:
 
 
 def plot(rows: Sequence[LevelRow], path: Path, title: str) -> None:
-    """Throughput and p99 latency against concurrency, batching on vs off (one line per image)."""
+    """Throughput and p99 latency against concurrency, one line per (image, mode)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (ax_rps, ax_p99) = plt.subplots(1, 2, figsize=(11, 4.2))
-    series = sorted({(r.image, r.batching) for r in rows}, key=lambda s: (s[0], not s[1]))
+    order = {"on": 0, "off": 1, "local": 2}
+    series = sorted({(r.image, r.mode) for r in rows}, key=lambda s: (s[0], order[s[1]]))
     colours = {image: f"C{i}" for i, image in enumerate(sorted({r.image for r in rows}))}
-    for image, batching in series:
+    for image, mode in series:
         pts = sorted(
-            (r for r in rows if (r.image, r.batching) == (image, batching)),
+            (r for r in rows if (r.image, r.mode) == (image, mode)),
             key=lambda r: r.concurrency,
         )
         xs = [r.concurrency for r in pts]
-        style = {"marker": "o" if batching else "s", "linestyle": "-" if batching else "--"}
+        style = {"marker": "os^"[order[mode]], "linestyle": ["-", "--", ":"][order[mode]]}
         style["color"] = colours[image]
-        label = f"{image}, batching {'on' if batching else 'off'}"
+        label = f"{image}, {MODE_NAMES[mode]}"
         ax_rps.plot(xs, [r.rps for r in pts], label=label, **style)
         p99 = [r.p99_ms if r.p99_ms is not None else float("nan") for r in pts]
         ax_p99.plot(xs, p99, label=label, **style)

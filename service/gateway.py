@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from typing import Any
 
-import aiohttp
 import bentoml
-import numpy as np
-from bentoml.exceptions import BentoMLException
 
-from service.errors import ApiError, NotFound, Overloaded
+from service.backends import Backend, LocalBackend, RunnerBackend, Runtime
+from service.errors import ApiError, NotFound
 from service.http_app import create_app
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
@@ -41,21 +38,27 @@ app = create_app()
 )
 @bentoml.asgi_app(app, path="/")
 class Vision:
-    runner = bentoml.depends(ModelRunner)
+    if settings.execution == "runner":
+        runner = bentoml.depends(ModelRunner)
 
     def __init__(self) -> None:
         self.settings = get_settings()
+        stored = [load(tag) for tag in MODEL_TAGS]
         self.models: dict[str, TaskModel] = {}
-        for tag in MODEL_TAGS:
-            model = TASKS.create(load(tag))
+        for package in stored:
+            model = TASKS.create(package)
             self.models[model.name] = model
         self.metrics = Metrics()
-        self.runtime: dict[str, Any] | None = None
-        keep_runner_session(self.runner)
+        self.runtime: Runtime | None = None
+        self.backend: Backend = (
+            RunnerBackend(self.runner, api_name)
+            if self.settings.execution == "runner"
+            else LocalBackend(stored, self.settings)
+        )
 
-    async def _describe_runner(self) -> dict[str, Any]:
+    async def _describe_runner(self) -> Runtime:
         if self.runtime is None:
-            runtime = await self.runner.to_async.describe()
+            runtime = await self.backend.describe()
             for name, model in self.models.items():
                 for provider in runtime[name]["providers"][:1]:
                     self.metrics.model_info.labels(
@@ -84,20 +87,6 @@ class Vision:
                 return model
         raise NotFound(f"no {task} model is loaded")
 
-    async def _infer(self, name: str, batch: np.ndarray) -> np.ndarray:
-        method = getattr(self.runner.to_async, api_name(name))
-        try:
-            try:
-                return await method(batch)
-            except aiohttp.ClientConnectionError:
-                # The runner closed an idle keep-alive connection as we reused it (uvicorn's 5 s
-                # keep-alive vs aiohttp's 15 s). Inference is idempotent: retry once.
-                return await method(batch)
-        except BentoMLException as exc:
-            if exc.error_code is not None and int(exc.error_code) in (429, 503):
-                raise Overloaded("the model runner is at capacity; retry later") from exc
-            raise
-
     async def infer(
         self, task: str, model_name: str | None, data: bytes, params: dict[str, Any]
     ) -> dict[str, Any]:
@@ -107,7 +96,7 @@ class Vision:
                 model,
                 data,
                 params,
-                infer=self._infer,
+                infer=self.backend.infer,
                 metrics=self.metrics,
                 max_pixels=self.settings.max_pixels,
             )
@@ -142,21 +131,6 @@ class Vision:
                 }
             )
         return {"models": models}
-
-
-def keep_runner_session(proxy: Any) -> None:
-    """Stop BentoML 1.4.39 from recycling the runner client's HTTP session.
-
-    Its SessionManager closes the session every 100 requests or 5 minutes, which fails every
-    request still in flight on it ("Connector is closed"; BentoML issues #5540, #5544). One
-    long-lived session per worker is what we want anyway.
-    """
-    manager = getattr(getattr(proxy, "_async", None), "_session_manager", None)
-    if manager is None:
-        logger.warning("BentoML client internals changed; runner session recycling stays on")
-        return
-    manager.max_requests = sys.maxsize
-    manager.max_age = float("inf")
 
 
 def record_rejection(error: ApiError) -> None:

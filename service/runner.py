@@ -13,9 +13,9 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from service.backends import describe_sessions, load_sessions
 from service.batching import cap_batch_wait
-from service.model_store import StoredPackage, load, resolve_tags
-from service.onnx_session import OnnxModel
+from service.model_store import load, resolve_tags
 from service.settings import Settings, get_settings
 
 
@@ -27,21 +27,7 @@ class RunnerBase:
     tags: tuple[str, ...] = ()
 
     def __init__(self) -> None:
-        settings = get_settings()
-        self.packages: dict[str, StoredPackage] = {}
-        self.sessions: dict[str, OnnxModel] = {}
-        for tag in self.tags:
-            stored = load(tag)
-            session = OnnxModel(stored.model_path, settings.device, settings.runner_threads)
-            spec = stored.package.input
-            shape = (
-                (spec.height, spec.width, 3)
-                if spec.layout == "NHWC"
-                else (3, spec.height, spec.width)
-            )
-            session.warm_up(shape, (1, min(8, settings.max_batch_size)))
-            self.packages[stored.package.name] = stored
-            self.sessions[stored.package.name] = session
+        self.sessions = load_sessions([load(tag) for tag in self.tags], get_settings())
         self.ready = True
 
     def __is_ready__(self) -> bool:
@@ -50,10 +36,7 @@ class RunnerBase:
     @bentoml.api
     def describe(self) -> dict[str, Any]:
         """Runtime facts per model: providers and runtime version."""
-        return {
-            name: {"providers": s.providers, "runtime": s.runtime}
-            for name, s in self.sessions.items()
-        }
+        return describe_sessions(self.sessions)
 
 
 def _infer_api(model_name: str, settings: Settings) -> Any:

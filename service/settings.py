@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     models: str = ""
     model_store: Path = PROJECT_ROOT / "model_store"
 
+    # "runner": the batching runner service (GPU, concurrency); "local": ONNX in each HTTP
+    # worker, no batching and no inter-process hop (small CPU models, lowest latency).
+    execution: Literal["runner", "local"] = "runner"
+
     # Adaptive batching in the model runner.
     batching: bool = True
     max_batch_size: int = Field(default=64, ge=2)

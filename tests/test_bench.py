@@ -97,26 +97,27 @@ def test_markdown_table_exact() -> None:
 
 def test_raw_and_http_tables() -> None:
     assert raw_table([(8, 4.0)]).splitlines()[2] == "| 8     |    4.000 |   0.5000 |    2,000 |"
-    row = LevelRow("jpeg", True, 32, 900, 3, 1234.5, 10.0, None, {"503": 2, "ClientError": 1})
+    row = LevelRow("jpeg", "on", 32, 900, 3, 1234.5, 10.0, None, {"503": 2, "ClientError": 1})
     line = http_table([row]).splitlines()[2]
     cells = [c.strip() for c in line.strip("|").split("|")]
     errors = "3 (503: 2, ClientError: 1)"
     assert cells[:8] == ["jpeg", "on", "32", "1,234.5", "10.00", "-", errors, "-"]
 
 
-def _row(batching: bool, c: int, rps: float, p50: float) -> LevelRow:
-    return LevelRow("jpeg", batching, c, 100, 0, rps, p50, p50 * 2)
+def _row(mode: str, c: int, rps: float, p50: float) -> LevelRow:
+    return LevelRow("jpeg", mode, c, 100, 0, rps, p50, p50 * 2)
 
 
 def test_targets_met_and_missed() -> None:
-    rows = [_row(True, 1, 100, 6.0), _row(False, 1, 150, 4.5), _row(True, 32, 300, 50)]
-    rows.append(_row(False, 32, 310, 40))
-    on1, off1, c32 = targets(rows, raw_b1_ms=0.5, image="jpeg")
-    assert (on1.met, off1.met, c32.met) == (False, True, False)
+    rows = [_row("on", 1, 100, 6.0), _row("off", 1, 150, 4.5), _row("on", 32, 300, 50)]
+    rows += [_row("off", 32, 310, 40), _row("local", 1, 400, 2.5)]
+    on1, off1, local1, c32 = targets(rows, raw_b1_ms=0.5, image="jpeg")
+    assert (on1.met, off1.met, local1.met, c32.met) == (False, True, True, False)
     assert on1.value.startswith("5.50 ms")
     assert off1.value.startswith("4.00 ms")
+    assert local1.value.startswith("2.00 ms")
     assert "x0.97" in c32.value
-    assert [t.met for t in targets(rows[:1], None, "jpeg")] == [None, None, None]
+    assert [t.met for t in targets(rows[:1], None, "jpeg")] == [None] * 4
 
 
 def test_multipart_body_shape() -> None:
