@@ -1,4 +1,4 @@
-"""The entry service: HTTP API in CPU workers, calling the batching model runner.
+"""The entry service: HTTP API in CPU workers, inference in the batching runner (or locally).
 
 Serve with `vision serve` (or `bentoml serve service.gateway:Vision`).
 """
@@ -56,7 +56,7 @@ class Vision:
             else LocalBackend(stored, self.settings)
         )
 
-    async def _describe_runner(self) -> Runtime:
+    async def _describe_backend(self) -> Runtime:
         if self.runtime is None:
             runtime = await self.backend.describe()
             for name, model in self.models.items():
@@ -71,7 +71,7 @@ class Vision:
         if not self.models:
             return False
         try:
-            runtime = await self._describe_runner()
+            runtime = await self._describe_backend()
         except Exception:
             return False
         return set(runtime) >= set(self.models)
@@ -112,7 +112,7 @@ class Vision:
         self.metrics.rejected.labels(reason=error.code).inc()
 
     async def list_models(self) -> dict[str, Any]:
-        runtime = await self._describe_runner()
+        runtime = await self._describe_backend()
         models = []
         for name, model in self.models.items():
             package = model.package
