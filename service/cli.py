@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -54,18 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_bench)
 
-    try:
-        from training.cli import register
-    except ImportError as exc:  # serving install: no torch
+    if importlib.util.find_spec("torch") is None:  # serving install: no training commands
         p = sub.add_parser("train-classifier", help="(needs the `train` extra)")
-        p.set_defaults(func=lambda _a, e=exc: _missing_train(e))
+        p.set_defaults(func=lambda _a: _missing_train())
     else:
+        from training.cli import register
+
         register(sub)
     return parser
 
 
-def _missing_train(exc: ImportError) -> int:
-    print(f"training needs the `train` extra (pip install -e '.[train]'): {exc}", file=sys.stderr)
+def _missing_train() -> int:
+    print("training needs the `train` extra: make train-classifier, or pip install -e '.[train]'",
+          file=sys.stderr)  # fmt: skip
     return 2
 
 

@@ -226,3 +226,20 @@ def test_batch_wait_is_capped_after_a_burst() -> None:
     optimizer.o_stat.append((1, 0.001, 0.0005))
     optimizer.trigger_refresh()
     assert optimizer.wait == pytest.approx(0.0005)  # below the cap: learned as before
+
+
+def test_cli_works_without_torch() -> None:
+    """The serving install has no torch: `vision` must still start and explain training."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.util; real = importlib.util.find_spec;"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'torch' else real(n, *a);"
+        "sys.modules['torch'] = None;"
+        "from service.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    run = [sys.executable, "-c", code]
+    assert subprocess.run([*run, "--help"], capture_output=True, cwd=ROOT).returncode == 0
+    train = subprocess.run([*run, "train-classifier"], capture_output=True, text=True, cwd=ROOT)
+    assert train.returncode == 2 and "train" in train.stderr
