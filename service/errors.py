@@ -32,6 +32,10 @@ class NotFound(ApiError):
     code, status = "not_found", 404
 
 
+class MethodNotAllowed(ApiError):
+    code, status = "method_not_allowed", 405
+
+
 class PayloadTooLarge(ApiError):
     code, status = "payload_too_large", 413
 

@@ -13,14 +13,23 @@ from typing import Any, Protocol
 import bentoml
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from service.errors import ApiError, InvalidImage, InvalidParameter, UnsupportedMediaType
+from service.errors import (
+    ApiError,
+    InvalidImage,
+    InvalidParameter,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+)
 from service.schemas import ERROR_RESPONSES, ClassifyResponse, ModelList
 
 logger = logging.getLogger(__name__)
+_ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -141,5 +150,18 @@ def create_app() -> FastAPI:
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:
         return await _gateway().list_models()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    # Last route: unknown paths answer in the API's error format (BentoML's own routes, such as
+    # /metrics and /readyz, are matched before this app is reached).
+    @app.api_route("/{path:path}", methods=_ALL_METHODS, include_in_schema=False)
+    async def unknown(request: Request, path: str) -> None:
+        for route in app.routes[:-1]:
+            if isinstance(route, APIRoute) and route.path_regex.match(f"/{path}"):
+                raise MethodNotAllowed(f"{request.method} /{path}: use {sorted(route.methods)}")
+        raise NotFound(f"no route /{path}; see /docs")
 
     return app

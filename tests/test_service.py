@@ -147,7 +147,11 @@ def test_request_shape_errors(server: Server, photos) -> None:
     _error(server.classify(big), 413, "payload_too_large")
     assert server.client.post("/classify", files={"image": ("a", b"")}).status_code == 400
     _error(server.classify(encode(photos["coffee"]), model="nope"), 404, "not_found")
-    assert server.client.get("/nope").status_code == 404
+    _error(server.client.get("/nope"), 404, "not_found")
+    _error(server.client.delete("/v1/nope"), 404, "not_found")
+    _error(server.client.get("/classify"), 405, "method_not_allowed")
+    assert server.client.get("/").headers["location"] == "/docs"
+    assert server.client.get("/metrics").status_code == 200  # BentoML's routes come first
     assert server.alive()
 
 
