@@ -161,7 +161,9 @@ def create_app() -> FastAPI:
     async def unknown(request: Request, path: str) -> None:
         for route in app.routes[:-1]:
             if isinstance(route, APIRoute) and route.path_regex.match(f"/{path}"):
-                raise MethodNotAllowed(f"{request.method} /{path}: use {sorted(route.methods)}")
+                raise MethodNotAllowed(
+                    f"{request.method} /{path}: use {sorted(route.methods or ())}"
+                )
         raise NotFound(f"no route /{path}; see /docs")
 
     return app
