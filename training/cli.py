@@ -4,6 +4,7 @@
     python -m training.cli evaluate model_store/fashion-classifier
     python -m training.cli export-classifier --run-dir runs/fashion-classifier
     python -m training.cli quantize model_store/fashion-classifier
+    python -m training.cli data-scenes --out data/scenes/train --split train --num-images 2000
 
 The service's ``vision`` console script imports this module lazily; serving never needs it.
 """
@@ -112,6 +113,45 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_range(text: str) -> tuple[int, int]:
+    """``"3"`` -> (3, 3); ``"1-6"`` -> (1, 6)."""
+    lo, _, hi = text.partition("-")
+    try:
+        low, high = int(lo), int(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or MIN-MAX, got {text!r}") from None
+    if low > high:
+        raise argparse.ArgumentTypeError(f"empty range {text!r}")
+    return low, high
+
+
+def _size(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(height range, width range) from ``"320"``, ``"WxH"`` or ``"MIN-MAX"`` (each side)."""
+    if "x" in text:
+        w, _, h = text.partition("x")
+        return _int_range(h), _int_range(w)
+    side = _int_range(text)
+    return side, side
+
+
+def _scenes(args: argparse.Namespace) -> int:
+    from training.scenes import SceneConfig, generate
+
+    height, width = args.size
+    config = SceneConfig(
+        split=args.split,
+        num_images=args.num_images,
+        seed=args.seed,
+        height=height,
+        width=width,
+        objects=args.objects,
+        min_visible=args.min_visible,
+    )
+    summary = generate(args.out, config, progress=True, overwrite=args.overwrite)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _add_package_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("package", type=Path, help="model package directory (model.json)")
     parser.add_argument(
@@ -123,7 +163,7 @@ def _add_package_args(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add train-classifier, evaluate, export-classifier and quantize to ``subparsers``."""
+    """Add train-classifier, evaluate, export-classifier, quantize and data-scenes."""
     from training.classification import add_train_args
 
     p = subparsers.add_parser(
@@ -150,6 +190,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_package_args(p)
     p.add_argument("--calibration-size", type=int, default=512)
     p.set_defaults(func=_quantize)
+
+    p = subparsers.add_parser(
+        "data-scenes",
+        help="generate seeded synthetic detection/segmentation scenes (COCO JSON + label PNGs)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--split", choices=["train", "test"], default="train")
+    p.add_argument("--num-images", type=int, default=1000)
+    p.add_argument(
+        "--size", type=_size, default="320", help="N (square), WxH, or MIN-MAX (each side)"
+    )
+    p.add_argument("--objects", type=_int_range, default="1-6", help="instances per image")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-visible", type=float, default=0.4, help="drop below this visibility")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing set in --out")
+    p.set_defaults(func=_scenes)
 
 
 def main(argv: list[str] | None = None) -> int:
