@@ -52,6 +52,7 @@ format: $(VENV)/.all
 
 bench: $(VENV)/.all
 	$(VENV)/bin/vision bench
+	$(PY) -m service.bench_nms
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).
 TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
