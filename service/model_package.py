@@ -31,6 +31,7 @@ class InputSpec(_Strict):
     color: Literal["RGB"] = "RGB"
     dtype: Literal["uint8"] = "uint8"
     resize: Literal["stretch", "letterbox"] = "stretch"
+    pad_value: int = Field(default=114, ge=0, le=255)  # letterbox border colour (grey level)
 
 
 class ClassificationPost(_Strict):
@@ -39,9 +40,24 @@ class ClassificationPost(_Strict):
     top_k: int = Field(default=5, ge=1)
 
 
-# Later tasks add their configs to this union (detection, segmentation, ...).
-PostProcessing = Annotated[ClassificationPost, Field(discriminator="task")]
-Task = Literal["classification"]
+class DetectionPost(_Strict):
+    """Detection models are exported WITHOUT NMS: the single output `output` is
+    [N, K, 4 + C] float32 — K candidates per image, `x1, y1, x2, y2` in model-input pixels
+    (after the letterbox/stretch of `input`), then C per-class scores in [0, 1]. NMS, thresholds,
+    class filters and max detections run in the service per request; these are the defaults."""
+
+    task: Literal["detection"] = "detection"
+    output: str = "detections"
+    score_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+    nms: Literal["hard", "soft"] = "hard"
+    soft_nms_sigma: float = Field(default=0.5, gt=0)
+
+
+# Later tasks add their configs to this union (segmentation, instances, faces).
+PostProcessing = Annotated[ClassificationPost | DetectionPost, Field(discriminator="task")]
+Task = Literal["classification", "detection"]
 
 
 class Evaluation(_Strict):
