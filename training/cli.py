@@ -113,6 +113,21 @@ def _quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_detector(args: argparse.Namespace) -> int:
+    from training.detection import main as train_main
+
+    train_main(args, command_line(args))
+    return 0
+
+
+def _evaluate_detector(args: argparse.Namespace) -> int:
+    from training.det_package import evaluate_package
+
+    png = args.png or Path("runs") / "evaluate" / args.package.name / "precision_recall.png"
+    print(json.dumps(evaluate_package(args.package, args.annotations, args.limit, png), indent=2))
+    return 0
+
+
 def _int_range(text: str) -> tuple[int, int]:
     """``"3"`` -> (3, 3); ``"1-6"`` -> (1, 6)."""
     lo, _, hi = text.partition("-")
@@ -190,6 +205,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_package_args(p)
     p.add_argument("--calibration-size", type=int, default=512)
     p.set_defaults(func=_quantize)
+
+    from training.det_args import add_train_args as add_detector_args
+
+    p = subparsers.add_parser(
+        "train-detector",
+        help="train, evaluate (COCO mAP), export and package a single-stage detector",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_detector_args(p)
+    p.set_defaults(func=_train_detector)
+
+    p = subparsers.add_parser(
+        "evaluate-detector", help="COCO mAP of a detection package's ONNX model"
+    )
+    p.add_argument("package", type=Path, help="model package directory (model.json)")
+    p.add_argument("--annotations", type=Path, required=True, help="COCO annotations JSON")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--png", type=Path, default=None, help="precision-recall PNG path")
+    p.set_defaults(func=_evaluate_detector)
 
     p = subparsers.add_parser(
         "data-scenes",

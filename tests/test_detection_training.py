@@ -1,0 +1,135 @@
+"""Detector training: box encoding round trip, target assignment, letterbox, and a smoke run
+through training, ONNX export, parity, COCO evaluation and packaging."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")
+pytest.importorskip("pycocotools")
+
+from service.model_package import DetectionPost, ModelPackage  # noqa: E402
+from service.ops.boxes import unletterbox  # noqa: E402
+from training.det_data import letterbox  # noqa: E402
+from training.det_loss import assign  # noqa: E402
+from training.det_model import decode_boxes, encode_boxes, level_points  # noqa: E402
+
+
+def test_box_encoding_round_trip_on_literal_arrays() -> None:
+    points = torch.tensor([[12.0, 20.0, 8.0], [48.0, 40.0, 16.0], [100.0, 60.0, 32.0]])
+    boxes = torch.tensor(
+        [[4.0, 10.0, 28.0, 36.0], [40.0, 8.0, 120.0, 72.0], [50.0, 30.0, 164.0, 61.0]]
+    )
+    deltas = encode_boxes(points, boxes)
+    # left of point 0: 12 - 4 = 8 = 1 stride -> log(1) = 0; bottom: 36 - 20 = 16 -> log(2)
+    assert deltas[0, 0].item() == pytest.approx(0.0)
+    assert deltas[0, 3].item() == pytest.approx(np.log(2.0))
+    assert torch.allclose(decode_boxes(points, deltas), boxes, atol=1e-4)
+    assert torch.allclose(decode_boxes(points, deltas[None])[0], boxes, atol=1e-4)
+    with pytest.raises(ValueError):
+        encode_boxes(points[:1], torch.tensor([[20.0, 0.0, 30.0, 30.0]]))  # point outside
+
+
+def test_level_points_and_assignment() -> None:
+    pts = level_points(64, 64)
+    assert pts.shape == (8 * 8 + 4 * 4 + 2 * 2, 3)
+    assert pts[0].tolist() == [4.0, 4.0, 8.0]
+    assert pts[64].tolist() == [8.0, 8.0, 16.0]
+    boxes = torch.tensor([[0.0, 0.0, 24.0, 24.0], [4.0, 4.0, 60.0, 60.0]])
+    targets = assign(pts, boxes, torch.tensor([3, 5]))
+    small = targets.labels[:64] == 3
+    assert small.any() and (targets.labels[64:] != 3).all()  # small box: stride 8 only
+    assert (targets.labels[64:] == 5).any()  # the 56 px box reaches 28 px: stride 16+
+    assert (targets.labels == -1).sum() > 0
+    empty = assign(pts, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    assert (empty.labels == -1).all()
+
+
+def test_letterbox_is_centred_and_inverted_by_the_service() -> None:
+    pixels = np.zeros((50, 100, 3), dtype=np.uint8)
+    out, geo = letterbox(pixels, 64, 64)
+    assert out.shape == (64, 64, 3)
+    assert (geo.scale, geo.pad_x, geo.pad_y) == (0.64, 0, 16)
+    assert (out[:16] == 114).all() and (out[16:48] == 0).all() and (out[48:] == 114).all()
+    box = np.array([[10.0, 20.0, 60.0, 40.0]], dtype=np.float32)
+    mapped = box * geo.scale + np.array([0, 16, 0, 16], dtype=np.float32)
+    back = unletterbox(mapped, geo.scale, geo.pad_x, geo.pad_y)
+    np.testing.assert_allclose(back, box, atol=1e-4)
+
+
+def test_train_export_package_smoke(tmp_path) -> None:
+    from training.cli import main
+    from training.export import cpu_session
+    from training.scenes import SceneConfig, generate
+
+    generate(
+        tmp_path / "scenes",
+        SceneConfig(num_images=16, seed=3, height=(128, 128), width=(96, 128), objects=(1, 3)),
+    )
+    ann = tmp_path / "scenes" / "annotations.json"
+    rc = main(
+        [
+            "train-detector",
+            f"--train={ann}",
+            f"--test={ann}",
+            "--image-size=128",
+            "--epochs=2",
+            "--max-steps=2",
+            "--batch-size=6",
+            "--val-fraction=0.25",
+            "--widths=16,16,16,32,32",
+            "--fpn-width=16",
+            f"--output-dir={tmp_path / 'store'}",
+            f"--run-dir={tmp_path / 'run'}",
+            "--name=smoke-det",
+        ]
+    )
+    assert rc == 0
+    pkg_dir = tmp_path / "store" / "smoke-det"
+    package = ModelPackage.load(pkg_dir)
+    assert package.task == "detection" and isinstance(package.postprocess, DetectionPost)
+    assert package.input.resize == "letterbox" and package.input.pad_value == 114
+    assert (package.input.width, package.input.height) == (128, 128)
+    assert {"map", "map50"} <= set(package.evaluation[0].metrics)
+    assert len(package.labels) == 10
+    assert (pkg_dir / "precision_recall.png").stat().st_size > 0
+    metrics = json.loads((pkg_dir / "metrics.json").read_text())
+    assert metrics["letterbox"]["align"] == "center"
+    assert metrics["export_parity"]["samples"] == 13
+
+    session = cpu_session(pkg_dir / package.file)
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    assert inp.name == "images" and inp.type == "tensor(uint8)" and out.name == "detections"
+    images = np.random.default_rng(0).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)
+    det = session.run(["detections"], {"images": images})[0]
+    k = 16 * 16 + 8 * 8 + 4 * 4
+    assert det.shape == (3, k, 4 + 10) and det.dtype == np.float32
+    assert (det[..., 4:] >= 0).all() and (det[..., 4:] <= 1).all()
+    assert (det[..., 2] >= det[..., 0]).all() and (det[..., 3] >= det[..., 1]).all()
+
+    result = main(
+        ["evaluate-detector", str(pkg_dir), f"--annotations={ann}", f"--png={tmp_path / 'pr.png'}"]
+    )
+    assert result == 0 and (tmp_path / "pr.png").exists()
+
+
+def test_parity_check_raises_on_disagreement(tmp_path) -> None:
+    from training.det_export import check_detection_parity, export_detector
+    from training.det_model import DetectionServingWrapper, Detector
+    from training.export import ParityError
+
+    torch.manual_seed(0)
+    model = Detector(2, (16, 16, 16, 16, 16), (1, 1, 1, 1), 16, 1)
+    wrapper = DetectionServingWrapper(model, 64, 64)
+    path = export_detector(wrapper, tmp_path / "m.onnx", 64, 64)
+    images = np.random.default_rng(0).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    report = check_detection_parity(wrapper, path, images)
+    assert report.max_score_diff < 1e-4
+    with torch.no_grad():
+        wrapper.model.cls_out.bias.add_(1.0)  # the torch model no longer matches the file
+    with pytest.raises(ParityError):
+        check_detection_parity(wrapper, path, images)

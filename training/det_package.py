@@ -1,0 +1,153 @@
+"""Write ``model_store/<name>/`` for a detector: export, parity, ONNX COCO evaluation, model.json.
+
+The letterbox is CENTRED (``training.det_data.letterbox``); ``InputSpec`` has no field for the
+alignment yet, so it is stated in the description and in metrics.json (``letterbox``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from service.model_package import (
+    MODEL_FILE,
+    DetectionPost,
+    Evaluation,
+    InputSpec,
+    ModelPackage,
+    Provenance,
+)
+from training.det_data import PAD_VALUE, DetectionData
+from training.det_eval import (
+    EVAL_IOU_THRESHOLD,
+    EVAL_MAX_DETECTIONS,
+    EVAL_SCORE_THRESHOLD,
+    coco_evaluate,
+    onnx_predictor,
+    plot_pr_curves,
+    write_report,
+)
+from training.det_export import check_detection_parity, export_detector
+from training.det_model import DetectionServingWrapper
+from training.package import _install, frameworks, git_commit, hardware
+
+PR_FILE = "precision_recall.png"
+METRICS_FILE = "metrics.json"
+LETTERBOX = {"align": "center", "pad_value": PAD_VALUE, "resample": "bilinear (Pillow)"}
+
+
+def parity_images(val: DetectionData, seed: int) -> np.ndarray:
+    """Up to 5 real letterboxed images then random noise: 1 + 4 + 8 = 13 images."""
+    real = val.images[: min(5, len(val))].numpy()
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, size=(13 - len(real), *real.shape[1:]), dtype=np.uint8)
+    return np.concatenate([real, noise])
+
+
+def write_detection_package(
+    *,
+    args: argparse.Namespace,
+    wrapper: DetectionServingWrapper,
+    summary: dict,
+    run_dir: Path,
+    val_data: DetectionData,
+    test_data: DetectionData,
+    val_metrics: dict[str, float],
+) -> Path:
+    stage = run_dir / "package"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    height, width = test_data.size
+    wrapper = wrapper.eval()
+    onnx_path = export_detector(wrapper, stage / MODEL_FILE, height, width, opset=args.opset)
+    parity = check_detection_parity(
+        wrapper, onnx_path, parity_images(val_data, args.seed), batch_sizes=(1, 4, 8)
+    )
+    print(
+        f"parity OK: max box diff {parity.max_box_diff:.2e} px, "
+        f"score diff {parity.max_score_diff:.2e}"
+    )
+    report = coco_evaluate(test_data, onnx_predictor(onnx_path))
+    print(f"ONNX test mAP {report.map:.4f} mAP50 {report.map50:.4f} ({report.samples} images)")
+    plot_pr_curves(
+        report, test_data.classes, stage / PR_FILE, f"{args.name} {args.version}: test PR @ .5"
+    )
+    dataset = f"coco:{args.test}"
+    write_report(
+        report,
+        stage / METRICS_FILE,
+        {
+            "dataset": dataset,
+            "letterbox": LETTERBOX,
+            "eval_postprocess": {
+                "score_threshold": EVAL_SCORE_THRESHOLD,
+                "iou_threshold": EVAL_IOU_THRESHOLD,
+                "max_detections": EVAL_MAX_DETECTIONS,
+            },
+            "export_parity": parity.as_dict(),
+            "validation_torch": val_metrics,
+            "training": summary,
+            "hyperparameters": {
+                k: str(v) if isinstance(v, Path) else v
+                for k, v in vars(args).items()
+                if k != "func"
+            },
+        },
+    )
+    package = ModelPackage(
+        name=args.name,
+        task="detection",
+        version=args.version,
+        description=args.description
+        or (
+            f"FCOS-style anchor-free detector {summary['model_config']}; input uint8 NHWC RGB "
+            f"letterboxed CENTRED (pad {PAD_VALUE}); output detections [N, K, 4 + C] without NMS"
+        ),
+        input=InputSpec(width=width, height=height, resize="letterbox", pad_value=PAD_VALUE),
+        labels=list(test_data.classes),
+        postprocess=DetectionPost(),
+        evaluation=[
+            Evaluation(
+                dataset=dataset, split="test", samples=report.samples, metrics=report.metrics
+            ),
+            Evaluation(
+                dataset=f"coco:{args.train}",
+                split=f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed})",
+                samples=len(val_data),
+                metrics=val_metrics,
+            ),
+        ],
+        provenance=Provenance(
+            command=summary["command"],
+            seed=args.seed,
+            data=f"train: {summary['train_data']}; test: {args.test}",
+            git_commit=git_commit(),
+            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            training_time_s=float(summary["training_time_s"]),
+            hardware=hardware(int(summary["threads"])),
+            framework=frameworks(),
+        ),
+    )
+    package.save(stage)
+    ModelPackage.load(stage)
+    return _install(stage, args.output_dir / args.name)
+
+
+def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:
+    """COCO-evaluate a detection package's ONNX model on a COCO set; writes the PR PNG."""
+    from training.det_data import load_detection_data
+
+    package = ModelPackage.load(package_dir)
+    if package.task != "detection" or package.input.resize != "letterbox":
+        raise SystemExit(f"{package_dir} is not a letterboxed detection package")
+    data = load_detection_data(annotations, package.input.height, limit)
+    if data.classes != package.labels:
+        raise SystemExit(f"data set classes {data.classes} != package labels {package.labels}")
+    report = coco_evaluate(data, onnx_predictor(package_dir / package.file))
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_pr_curves(report, data.classes, png, f"{package.name}: mAP {report.map:.4f}")
+    return report.as_json() | {"png": str(png)}

@@ -1,0 +1,173 @@
+"""Train the single-stage detector: ``get_dataset`` / ``train_one_epoch`` / ``evaluate`` / ``main``.
+
+    python -m training.cli train-detector --train data/det-train/annotations.json \
+        --test data/det-test/annotations.json --epochs 30 --image-size 256
+
+Validation is a seeded hold-out of the training set scored with COCO mAP (PyTorch serving
+wrapper + the service's NMS); the best-mAP checkpoint is kept (early stopping with
+``--patience``). Then export, parity check, ONNX test evaluation and packaging
+(``training.det_package``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from training.det_data import DetectionData, batches, load_detection_data, split_data
+from training.det_eval import coco_evaluate
+from training.det_loss import detection_loss
+from training.det_model import DetectionServingWrapper, Detector
+from training.engine import build_optimizer, warmup_cosine
+
+
+def get_dataset(args: argparse.Namespace) -> tuple[DetectionData, DetectionData, DetectionData]:
+    full = load_detection_data(args.train, args.image_size, args.limit)
+    train, val = split_data(full, args.val_fraction, args.seed)
+    test = load_detection_data(args.test, args.image_size, args.test_limit)
+    if test.classes != train.classes:
+        raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
+    return train, val, test
+
+
+def train_one_epoch(
+    wrapper: DetectionServingWrapper,
+    data: DetectionData,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    args: argparse.Namespace,
+    epoch: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    wrapper.train()
+    sums = {"loss": 0.0, "cls": 0.0, "box": 0.0, "ctr": 0.0}
+    steps = math.ceil(len(data) / args.batch_size)
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    stream = batches(
+        data,
+        args.batch_size,
+        shuffle=True,
+        generator=generator,
+        flip=args.flip,
+        scale_jitter=args.scale_jitter,
+    )
+    bar = tqdm(stream, total=steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    done = 0
+    for images, boxes, labels in bar:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            cls, deltas, ctr = wrapper.model(wrapper.normalise(images))
+        losses = detection_loss(
+            cls.float(), deltas.float(), ctr.float(), wrapper.points, boxes, labels
+        )
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 10.0)
+        optimizer.step()
+        scheduler.step()
+        done += 1
+        for k in sums:
+            sums[k] += float(losses[k].detach())
+        bar.set_postfix(loss=f"{sums['loss'] / done:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+        if done >= steps:
+            break
+    bar.close()
+    return {f"train_{k}": v / max(1, done) for k, v in sums.items()} | {"steps": done}
+
+
+@torch.inference_mode()
+def evaluate(wrapper: DetectionServingWrapper, data: DetectionData) -> dict[str, float]:
+    wrapper.eval()
+    report = coco_evaluate(data, lambda x: wrapper(torch.from_numpy(x)).numpy())
+    return report.metrics
+
+
+def train(args: argparse.Namespace, command: str) -> Path:
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run_dir = args.run_dir or Path("runs") / args.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    train_data, val_data, test_data = get_dataset(args)
+    print(
+        f"data: {len(train_data)} train, {len(val_data)} val, {len(test_data)} test "
+        f"({time.perf_counter() - start:.0f}s to load)"
+    )
+    size = args.image_size
+    model = Detector(
+        len(train_data.classes), args.widths, args.depths, args.fpn_width, args.head_convs
+    )
+    wrapper = DetectionServingWrapper(model, size, size)
+    optimizer = build_optimizer(model, args.optimizer, args.lr, args.momentum, args.weight_decay)
+    steps = math.ceil(len(train_data) / args.batch_size)
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    total, warmup = steps * args.epochs, round(steps * args.warmup_epochs)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
+    )
+    generator = torch.Generator().manual_seed(args.seed)
+    best: dict[str, float] = {"val_map": -1.0}
+    stale, log = 0, run_dir / "metrics.jsonl"
+    log.write_text("")
+    train_start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        row: dict[str, float] = {"epoch": epoch}
+        row |= train_one_epoch(wrapper, train_data, optimizer, scheduler, args, epoch, generator)
+        t1 = time.perf_counter()
+        row |= {f"val_{k}": v for k, v in evaluate(wrapper, val_data).items()}
+        row["train_time_s"] = round(t1 - t0, 2)
+        row["images_per_s"] = round(row["steps"] * args.batch_size / (t1 - t0), 1)
+        row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
+        improved = row["val_map"] > best["val_map"]
+        if improved:
+            best, stale = dict(row), 0
+            torch.save({"epoch": epoch, "model": model.state_dict()}, run_dir / "best.pt")
+        else:
+            stale += 1
+        with log.open("a") as f:
+            f.write(json.dumps(row | {"best": improved}) + "\n")
+        tqdm.write(
+            f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
+            f" val mAP {row['val_map']:.4f}"
+            f" mAP50 {row['val_map50']:.4f} (best {best['val_map']:.4f} @ {int(best['epoch'])})"
+            f" {row['epoch_time_s']:.0f}s, {row['images_per_s']} img/s"
+        )
+        if args.patience and stale >= args.patience:
+            tqdm.write(f"early stop: no val mAP improvement for {stale} epochs")
+            break
+    training_time = time.perf_counter() - train_start
+    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True)["model"])
+    summary = {
+        "command": command,
+        "training_time_s": round(training_time, 1),
+        "threads": torch.get_num_threads(),
+        "best_epoch": int(best["epoch"]),
+        "model_config": model.config,
+        "train_data": f"{args.train} ({len(train_data)} images after the validation split)",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from training.det_package import write_detection_package
+
+    val_metrics = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
+    return write_detection_package(
+        args=args,
+        wrapper=wrapper,
+        summary=summary,
+        run_dir=run_dir,
+        val_data=val_data,
+        test_data=test_data,
+        val_metrics=val_metrics,
+    )
+
+
+def main(args: argparse.Namespace, command: str = "") -> Path:
+    return train(args, command)
