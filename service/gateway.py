@@ -9,6 +9,7 @@ import contextlib
 import logging
 from typing import Any
 
+import anyio.to_thread
 import bentoml
 
 from service.backends import Backend, LocalBackend, RunnerBackend, Runtime
@@ -17,7 +18,8 @@ from service.http_app import create_app
 from service.metrics import Metrics
 from service.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from service.model_store import load
-from service.pipeline import run
+from service.pipeline import Inference, run_typed
+from service.render import encode_image
 from service.runner import MODEL_TAGS, ModelRunner, api_name
 from service.settings import get_settings
 from service.tasks import TASKS
@@ -87,18 +89,24 @@ class Vision:
                 return model
         raise NotFound(f"no {task} model is loaded")
 
-    async def infer(
-        self, task: str, model_name: str | None, data: bytes, params: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _run(
+        self,
+        task: str,
+        model_name: str | None,
+        data: bytes,
+        params: dict[str, Any],
+        full_resolution: bool = False,
+    ) -> tuple[TaskModel, Inference]:
         model = self.pick(task, model_name)
         try:
-            return await run(
+            inference = await run_typed(
                 model,
                 data,
                 params,
                 infer=self.backend.infer,
                 metrics=self.metrics,
                 max_pixels=self.settings.max_pixels,
+                full_resolution=full_resolution,
             )
         except ApiError as exc:
             outcome = "rejected" if exc.status < 500 else "overloaded"
@@ -107,6 +115,30 @@ class Vision:
         except Exception:
             self.metrics.images.labels(model=model.name, outcome="error").inc()
             raise
+        return model, inference
+
+    async def infer(
+        self, task: str, model_name: str | None, data: bytes, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        _, inference = await self._run(task, model_name, data, params)
+        return inference.body
+
+    async def annotate(
+        self,
+        task: str,
+        model_name: str | None,
+        data: bytes,
+        params: dict[str, Any],
+        media_type: str,
+    ) -> bytes:
+        """The input at its own size with the result drawn on it, encoded as `media_type`."""
+        model, inference = await self._run(task, model_name, data, params, full_resolution=True)
+
+        def draw() -> bytes:
+            img = model.render(inference.image.pixels, inference.result)
+            return encode_image(img, media_type)
+
+        return await anyio.to_thread.run_sync(draw)
 
     def reject(self, error: ApiError) -> None:
         self.metrics.rejected.labels(reason=error.code).inc()

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import bentoml
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
@@ -26,7 +26,13 @@ from service.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from service.schemas import ERROR_RESPONSES, ClassifyResponse, ModelList
+from service.schemas import (
+    ERROR_RESPONSES,
+    IMAGE_RESPONSE,
+    ClassifyResponse,
+    DetectResponse,
+    ModelList,
+)
 
 logger = logging.getLogger(__name__)
 _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -46,6 +52,10 @@ class Gateway(Protocol):
     async def infer(
         self, task: str, model: str | None, data: bytes, params: dict[str, Any]
     ) -> dict[str, Any]: ...
+
+    async def annotate(
+        self, task: str, model: str | None, data: bytes, params: dict[str, Any], media_type: str
+    ) -> bytes: ...
 
     async def list_models(self) -> dict[str, Any]: ...
 
@@ -123,15 +133,59 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, status_code=500)
 
 
-async def _read(image: UploadFile) -> bytes:
-    return await image.read()
+_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+
+
+def response_media_type(fmt: str | None, accept: str | None) -> str | None:
+    """The image media type to answer with, or None for JSON.
+
+    The `format` form field wins (`json`, `png`, `jpeg`); without it an `Accept` header that
+    names image/png or image/jpeg (and not application/json) asks for the annotated image.
+    """
+    if fmt is not None and fmt.strip():
+        value = fmt.strip().lower()
+        if value == "json":
+            return None
+        if value not in _FORMATS:
+            raise InvalidParameter(f"format: expected one of json, png, jpeg; got {fmt!r}")
+        return _FORMATS[value]
+    types = [part.split(";", 1)[0].strip().lower() for part in (accept or "").split(",")]
+    if "application/json" in types:
+        return None
+    for media_type in types:
+        if media_type in ("image/png", "image/jpeg"):
+            return media_type
+    return None
+
+
+async def _infer(
+    request: Request,
+    task: str,
+    image: UploadFile,
+    model: str | None,
+    params: dict[str, Any],
+    *,
+    annotate: bool = False,
+    fmt: str | None = None,
+) -> Any:
+    """The shared body of every image route: read the upload, run the task, answer JSON or
+    (where the task can `annotate`, on `format`/`Accept`) the annotated image."""
+    media_type = response_media_type(fmt, request.headers.get("accept")) if annotate else None
+    data = await image.read()
+    if media_type is None:
+        return await _gateway().infer(task, model, data, params)
+    content = await _gateway().annotate(task, model, data, params, media_type)
+    return Response(content, media_type=media_type)
+
+
+_IMAGE_FIELD = "JPEG, PNG, WebP, BMP or GIF"
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Vision inference service",
         version="0.1.0",
-        description="Classification (and more tasks as models are added) over REST and gRPC.",
+        description="Classification and detection (more tasks to come) over REST and gRPC.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -140,12 +194,48 @@ def create_app() -> FastAPI:
 
     @app.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
     async def classify(
-        image: UploadFile = File(description="JPEG, PNG, WebP, BMP or GIF"),
+        request: Request,
+        image: UploadFile = File(description=_IMAGE_FIELD),
         top_k: int | None = Form(None, description="How many classes to return (default 5)"),
         model: str | None = Form(None, description="Model name (default: the first classifier)"),
-    ) -> dict[str, Any]:
-        data = await _read(image)
-        return await _gateway().infer("classification", model, data, {"top_k": top_k})
+    ) -> Any:
+        return await _infer(request, "classification", image, model, {"top_k": top_k})
+
+    @app.post(
+        "/detect", response_model=DetectResponse, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES}
+    )
+    async def detect(
+        request: Request,
+        image: UploadFile = File(description=_IMAGE_FIELD),
+        score_threshold: float | None = Form(
+            None, description="Keep boxes scoring at least this, in [0, 1] (model default 0.25)"
+        ),
+        iou_threshold: float | None = Form(
+            None, description="NMS IoU threshold in [0, 1] (model default 0.45)"
+        ),
+        max_detections: int | None = Form(
+            None, description="Most boxes returned, >= 1 (model default 100)"
+        ),
+        classes: str | None = Form(
+            None,
+            description="Only these classes: labels or ids, comma separated or a JSON list",
+        ),
+        class_agnostic: bool | None = Form(
+            None, description="NMS across classes instead of per class (default false)"
+        ),
+        format: str | None = Form(
+            None, description="json (default), png or jpeg: the input with the boxes drawn"
+        ),
+        model: str | None = Form(None, description="Model name (default: the first detector)"),
+    ) -> Any:
+        params = {
+            "score_threshold": score_threshold,
+            "iou_threshold": iou_threshold,
+            "max_detections": max_detections,
+            "classes": classes,
+            "class_agnostic": class_agnostic,
+        }
+        return await _infer(request, "detection", image, model, params, annotate=True, fmt=format)
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:

@@ -22,7 +22,12 @@ class _Strict(BaseModel):
 
 
 class InputSpec(_Strict):
-    """What the ONNX graph takes. Cast and mean/std normalisation live inside the graph."""
+    """What the ONNX graph takes. Cast and mean/std normalisation live inside the graph.
+
+    `resize="stretch"` scales the image to exactly `width` x `height`. `resize="letterbox"`
+    keeps the aspect ratio: the image is scaled to fit, CENTRED, and the border filled with
+    grey `pad_value` (left/top pad = floor of half the slack; see `service.preprocess`).
+    """
 
     name: str = "images"
     width: int = Field(gt=0, le=8192)

@@ -17,6 +17,7 @@ import numpy as np
 
 from service.imaging import DecodedImage, decode_image
 from service.metrics import Metrics
+from service.preprocess import InputTransform
 from service.tasks.base import TaskModel
 
 Infer = Callable[[str, np.ndarray], Awaitable[np.ndarray]]
@@ -24,18 +25,35 @@ Infer = Callable[[str, np.ndarray], Awaitable[np.ndarray]]
 
 @dataclass(frozen=True)
 class Prepared:
+    """One decoded, preprocessed image and the per-image metadata post-processing needs."""
+
     image: DecodedImage
     item: np.ndarray
+    transform: InputTransform  # decoded pixels -> model-input pixels
     decode_s: float
     preprocess_s: float
 
 
-def prepare(model: TaskModel, data: bytes, max_pixels: int) -> Prepared:
+@dataclass(frozen=True)
+class Inference:
+    """The JSON response, the typed result and the decoded image it came from."""
+
+    body: dict[str, Any]
+    result: Any
+    image: DecodedImage
+
+
+def prepare(
+    model: TaskModel, data: bytes, max_pixels: int, full_resolution: bool = False
+) -> Prepared:
+    """Decode and preprocess. `full_resolution` turns off reduced-scale JPEG decoding (for
+    responses that draw on the input at its own size)."""
     t0 = time.perf_counter()
-    image = decode_image(data, max_pixels=max_pixels, target_size=model.input_size)
+    target = None if full_resolution else model.input_size
+    image = decode_image(data, max_pixels=max_pixels, target_size=target)
     t1 = time.perf_counter()
-    item = model.preprocess(image)
-    return Prepared(image, item, t1 - t0, time.perf_counter() - t1)
+    item, transform = model.preprocess(image)
+    return Prepared(image, item, transform, t1 - t0, time.perf_counter() - t1)
 
 
 async def run(
@@ -48,13 +66,30 @@ async def run(
     max_pixels: int,
 ) -> dict[str, Any]:
     """Run one image through `model`; returns the JSON response (common fields included)."""
+    inference = await run_typed(
+        model, data, raw_params, infer=infer, metrics=metrics, max_pixels=max_pixels
+    )
+    return inference.body
+
+
+async def run_typed(
+    model: TaskModel,
+    data: bytes,
+    raw_params: dict[str, Any],
+    *,
+    infer: Infer,
+    metrics: Metrics | None,
+    max_pixels: int,
+    full_resolution: bool = False,
+) -> Inference:
+    """Run one image through `model`; returns the response, the typed result and the image."""
     params = model.parse_params(raw_params)
     start = time.perf_counter()
-    prepared = await anyio.to_thread.run_sync(prepare, model, data, max_pixels)
+    prepared = await anyio.to_thread.run_sync(prepare, model, data, max_pixels, full_resolution)
     t_infer = time.perf_counter()
     output = await infer(model.name, prepared.item[None])
     t_post = time.perf_counter()
-    result = model.postprocess(output[0], prepared.image, params)
+    result = model.postprocess(output[0], prepared.image, prepared.transform, params)
     body = model.to_json(result)
     end = time.perf_counter()
     seconds = {
@@ -71,9 +106,10 @@ async def run(
             metrics.detections.labels(model=model.name).observe(count)
     timing = {stage: round(s * 1000, 3) for stage, s in seconds.items()}
     timing["total"] = round((end - start) * 1000, 3)
-    return {
+    response = {
         "model": {"name": model.name, "version": model.stored.version},
         "image": {"width": prepared.image.width, "height": prepared.image.height},
         "timing_ms": timing,
         **body,
     }
+    return Inference(response, result, prepared.image)

@@ -1,11 +1,35 @@
-"""Decoded pixels -> the model's uint8 input. Normalisation lives in the ONNX graph."""
+"""Decoded pixels -> the model's uint8 input. Normalisation lives in the ONNX graph.
+
+Every resize returns the `InputTransform` it applied alongside the array, so a task can map
+model-input coordinates back to the decoded image per request (no global state).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from service.model_package import InputSpec
+
+
+@dataclass(frozen=True)
+class InputTransform:
+    """decoded pixel -> model-input pixel: `x_in = x * scale_x + pad_x` (and likewise y).
+
+    For a letterbox `scale_x` and `scale_y` are the nominal scale rounded to whole pixels of
+    the resized content (`new_w / src_w`, `new_h / src_h`), so the mapping is exact.
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: int = 0
+    pad_y: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.scale_x > 0 and self.scale_y > 0):
+            raise ValueError(f"scales must be positive, got {self.scale_x}, {self.scale_y}")
 
 
 def resize_stretch(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -16,11 +40,44 @@ def resize_stretch(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def to_model_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """HxWx3 uint8 RGB -> one model input item (HWC or CHW per the spec's layout)."""
-    if spec.resize != "stretch":
-        raise ValueError(f"resize mode {spec.resize!r} is not implemented")
-    item = resize_stretch(pixels, spec.width, spec.height)
+def letterbox_transform(src_w: int, src_h: int, dst_w: int, dst_h: int) -> InputTransform:
+    """The centred letterbox of a `src_w` x `src_h` image into `dst_w` x `dst_h`.
+
+    The image is scaled by `min(dst_w / src_w, dst_h / src_h)` (content size rounded to whole
+    pixels, at least 1) and centred; the left/top pad is the floor of half the slack.
+    """
+    if min(src_w, src_h, dst_w, dst_h) < 1:
+        raise ValueError(f"sizes must be positive: {src_w}x{src_h} -> {dst_w}x{dst_h}")
+    scale = min(dst_w / src_w, dst_h / src_h)
+    new_w = min(dst_w, max(1, round(src_w * scale)))
+    new_h = min(dst_h, max(1, round(src_h * scale)))
+    return InputTransform(new_w / src_w, new_h / src_h, (dst_w - new_w) // 2, (dst_h - new_h) // 2)
+
+
+def letterbox(
+    pixels: np.ndarray, width: int, height: int, pad_value: int = 114
+) -> tuple[np.ndarray, InputTransform]:
+    """Resize HxWx3 uint8 into `height` x `width` keeping the aspect ratio, centred, padded
+    with grey `pad_value`; returns the array and the transform it applied."""
+    src_h, src_w = pixels.shape[:2]
+    transform = letterbox_transform(src_w, src_h, width, height)
+    new_w = round(src_w * transform.scale_x)
+    new_h = round(src_h * transform.scale_y)
+    content = resize_stretch(pixels, new_w, new_h)
+    canvas = np.full((height, width, 3), pad_value, dtype=np.uint8)
+    x, y = transform.pad_x, transform.pad_y
+    canvas[y : y + new_h, x : x + new_w] = content
+    return canvas, transform
+
+
+def to_model_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, InputTransform]:
+    """HxWx3 uint8 RGB -> one model input item (HWC or CHW per the spec's layout) and the
+    transform from decoded pixels to model-input pixels."""
+    if spec.resize == "letterbox":
+        item, transform = letterbox(pixels, spec.width, spec.height, spec.pad_value)
+    else:
+        item = resize_stretch(pixels, spec.width, spec.height)
+        transform = InputTransform(spec.width / pixels.shape[1], spec.height / pixels.shape[0])
     if spec.layout == "NCHW":
         item = np.ascontiguousarray(item.transpose(2, 0, 1))
-    return item
+    return item, transform

@@ -1,4 +1,5 @@
-"""Typed task results: numpy inside, shape-checked, indexable by boolean masks or indices."""
+"""Typed task results (`Classification`, `Detections`): numpy inside, shape-checked,
+indexable by boolean masks or indices."""
 
 from __future__ import annotations
 
@@ -36,4 +37,62 @@ class Classification:
         return [
             {"class_id": int(c), "label": self.labels[int(c)], "score": float(s)}
             for c, s in zip(self.class_ids, self.scores, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes of one image in its pixel coordinates, best first after NMS.
+
+    Index with a boolean mask, an index array, a slice or an int (`detections[keep]`).
+    """
+
+    boxes: np.ndarray  # (n, 4) float32, x1 y1 x2 y2
+    scores: np.ndarray  # (n,) float32
+    class_ids: np.ndarray  # (n,) int64
+    labels: Sequence[str]  # all class names, index = class id
+
+    def __post_init__(self) -> None:
+        boxes, scores, ids = self.boxes, self.scores, self.class_ids
+        if not all(isinstance(a, np.ndarray) for a in (boxes, scores, ids)):
+            raise ValueError("boxes, scores and class_ids must be numpy arrays")
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must be (n, 4), got {boxes.shape}")
+        n = boxes.shape[0]
+        if scores.shape != (n,) or ids.shape != (n,):
+            raise ValueError(
+                f"scores {scores.shape} and class_ids {ids.shape} must be ({n},) like boxes"
+            )
+        if not np.issubdtype(boxes.dtype, np.floating) or not np.issubdtype(
+            scores.dtype, np.floating
+        ):
+            raise ValueError("boxes and scores must be float arrays")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"class_ids must be integers, got {ids.dtype}")
+        if n and (ids.min() < 0 or ids.max() >= len(self.labels)):
+            raise ValueError("class id out of range of labels")
+
+    @classmethod
+    def empty(cls, labels: Sequence[str]) -> Detections:
+        return cls(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), labels
+        )
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def __getitem__(self, index: np.ndarray | slice | int) -> Detections:
+        if isinstance(index, int | np.integer):
+            index = np.array([index], dtype=np.int64)
+        return Detections(self.boxes[index], self.scores[index], self.class_ids[index], self.labels)
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [
+            {
+                "class_id": int(c),
+                "label": self.labels[int(c)],
+                "score": round(float(s), 6),
+                "box": [round(float(v), 3) for v in box],
+            }
+            for box, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
         ]

@@ -42,6 +42,17 @@ class ClassifyResponse(InferenceResponse):
     predictions: list[Prediction]
 
 
+class Detection(BaseModel):
+    class_id: int
+    label: str
+    score: float
+    box: list[float]  # x1, y1, x2, y2 in the input image's pixels
+
+
+class DetectResponse(InferenceResponse):
+    detections: list[Detection]
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str
@@ -58,6 +69,14 @@ class ModelInfo(BaseModel):
 class ModelList(BaseModel):
     models: list[ModelInfo]
 
+
+IMAGE_RESPONSE: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "JSON, or the annotated input image when `format` is png/jpeg "
+        "(or `Accept` asks for image/png or image/jpeg)",
+        "content": {"image/png": {}, "image/jpeg": {}},
+    }
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     status: {"model": ErrorResponse, "description": description}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.model_store import StoredPackage
 from service.tasks.base import TaskModel
 from service.tasks.classification import ClassificationModel
+from service.tasks.detection import DetectionModel
 
 
 class TaskRegistry:
@@ -32,3 +33,4 @@ class TaskRegistry:
 
 TASKS = TaskRegistry()
 TASKS.register(ClassificationModel)
+TASKS.register(DetectionModel)

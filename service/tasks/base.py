@@ -6,11 +6,13 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel
 
+from service.errors import InvalidParameter
 from service.imaging import DecodedImage
 from service.model_store import StoredPackage
-from service.preprocess import to_model_input
+from service.preprocess import InputTransform, to_model_input
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -38,12 +40,16 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
     def parse_params(self, raw: dict[str, Any]) -> ParamsT:
         """Validate request parameters (raises pydantic.ValidationError)."""
 
-    def preprocess(self, image: DecodedImage) -> np.ndarray:
+    def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
+        """Decoded image -> (model input item, the decoded->model-input transform)."""
         return to_model_input(image.pixels, self.package.input)
 
     @abstractmethod
-    def postprocess(self, output: np.ndarray, image: DecodedImage, params: ParamsT) -> ResultT:
-        """One image's model output -> a typed result."""
+    def postprocess(
+        self, output: np.ndarray, image: DecodedImage, transform: InputTransform, params: ParamsT
+    ) -> ResultT:
+        """One image's model output -> a typed result. `transform` is what `preprocess` applied
+        to this image; `image.scale` maps decoded pixels to source pixels."""
 
     @abstractmethod
     def to_json(self, result: ResultT) -> dict[str, Any]:
@@ -52,3 +58,7 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
     def observe(self, result: ResultT) -> int | None:
         """A count to record per image (detections), or None."""
         return None
+
+    def render(self, pixels: np.ndarray, result: ResultT) -> Image.Image:
+        """The input with the result drawn on it (the annotated image response)."""
+        raise InvalidParameter(f"{self.task} has no annotated image response")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.imaging import DecodedImage
 from service.model_package import ClassificationPost
 from service.ops.topk import top_k
+from service.preprocess import InputTransform
 from service.results import Classification
 from service.tasks.base import TaskModel
 
@@ -38,7 +39,11 @@ class ClassificationModel(TaskModel[ClassifyParams, Classification]):
         return ClassifyParams.model_validate(values)
 
     def postprocess(
-        self, output: np.ndarray, image: DecodedImage, params: ClassifyParams
+        self,
+        output: np.ndarray,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: ClassifyParams,
     ) -> Classification:
         scores = np.asarray(output, dtype=np.float32).reshape(-1)
         if scores.shape[0] != len(self.package.labels):

@@ -1,0 +1,67 @@
+"""Annotated image responses: results drawn on the input with Pillow (boxes, labels, scores)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from service.results import Detections
+
+MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
+_PALETTE = (
+    (255, 56, 56),
+    (255, 157, 151),
+    (255, 112, 31),
+    (255, 178, 29),
+    (207, 210, 49),
+    (72, 249, 10),
+    (26, 147, 52),
+    (0, 212, 187),
+    (44, 153, 168),
+    (0, 194, 255),
+    (52, 69, 147),
+    (100, 115, 255),
+    (132, 56, 255),
+    (203, 56, 255),
+    (255, 149, 200),
+    (255, 55, 199),
+)
+
+
+def colour(class_id: int) -> tuple[int, int, int]:
+    return _PALETTE[class_id % len(_PALETTE)]
+
+
+def draw_detections(pixels: np.ndarray, detections: Detections) -> Image.Image:
+    """A copy of `pixels` (HxWx3 uint8, the boxes' coordinate frame) with every detection's
+    box and `label score` caption drawn."""
+    img = Image.fromarray(pixels).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    width = max(1, round(min(img.size) / 300))
+    for box, score, class_id in zip(
+        detections.boxes, detections.scores, detections.class_ids, strict=True
+    ):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        fill = colour(int(class_id))
+        draw.rectangle((x1, y1, x2, y2), outline=fill, width=width)
+        caption = f"{detections.labels[int(class_id)]} {float(score):.2f}"
+        left, top, right, bottom = draw.textbbox((x1, y1), caption, font=font)
+        text_h = bottom - top
+        y = y1 - text_h - 2 if y1 - text_h - 2 >= 0 else y1
+        draw.rectangle((x1, y, x1 + (right - left) + 4, y + text_h + 2), fill=fill)
+        draw.text((x1 + 2, y), caption, fill=(255, 255, 255), font=font)
+    return img
+
+
+def encode_image(img: Image.Image, media_type: str) -> bytes:
+    """Encode as PNG or JPEG (`media_type` one of MEDIA_TYPES)."""
+    fmt = MEDIA_TYPES[media_type]
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format=fmt, quality=90)
+    else:
+        img.save(buf, format=fmt, compress_level=1)
+    return buf.getvalue()

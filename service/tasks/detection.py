@@ -1,0 +1,157 @@
+"""Detection: [K, 4 + C] decoded boxes + class scores (no NMS in the graph) -> NMS'd boxes.
+
+Boxes leave in the ORIGINAL (EXIF-upright) image's pixels: model input -> undo the
+letterbox/stretch -> undo reduced-scale decoding -> clip to the image -> NMS per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from service.imaging import DecodedImage
+from service.model_package import DetectionPost
+from service.ops.boxes import clip_boxes, nondegenerate_mask, scale_boxes, unletterbox
+from service.ops.nms import postprocess_detections
+from service.preprocess import InputTransform
+from service.render import draw_detections
+from service.results import Detections
+from service.tasks.base import TaskModel
+
+
+def parse_classes(value: object, labels: Sequence[str]) -> frozenset[int] | None:
+    """Class filter from a JSON list or a comma-separated string of labels or ids."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    items: list[object]
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"classes is not a valid JSON list: {exc.msg}") from None
+            if not isinstance(parsed, list):
+                raise ValueError("classes must be a list")
+            items = parsed
+        else:
+            items = [part.strip() for part in text.split(",")]
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+    else:
+        raise ValueError("classes must be a list or a comma-separated string")
+    if not items:
+        raise ValueError("classes names no class")
+    index = {label: i for i, label in enumerate(labels)}
+    ids: set[int] = set()
+    for item in items:
+        if isinstance(item, str) and item in index:
+            ids.add(index[item])
+            continue
+        if isinstance(item, bool):
+            raise ValueError(f"unknown class {item!r}")
+        if isinstance(item, int) or (isinstance(item, str) and item.lstrip("-").isdigit()):
+            class_id = int(item)
+            if 0 <= class_id < len(labels):
+                ids.add(class_id)
+                continue
+        raise ValueError(
+            f"unknown class {item!r}; known: {list(labels)} or ids 0..{len(labels) - 1}"
+        )
+    return frozenset(ids)
+
+
+def model_to_source(
+    boxes: np.ndarray, transform: InputTransform, decode_scale: tuple[float, float]
+) -> np.ndarray:
+    """Boxes in model-input pixels -> decoded pixels (undo the letterbox/stretch) -> source
+    pixels (undo reduced-scale decoding: `decode_scale` is `DecodedImage.scale`)."""
+    sx, sy = decode_scale
+    boxes = unletterbox(boxes, 1.0, transform.pad_x, transform.pad_y)
+    return scale_boxes(boxes, sx / transform.scale_x, sy / transform.scale_y)
+
+
+class DetectParams(BaseModel):
+    """Per-request NMS parameters; defaults come from model.json's `DetectionPost`.
+    Validate with `context={"labels": [...]}` so `classes` can be checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+    classes: frozenset[int] | None = None
+    class_agnostic: bool = False
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes(cls, value: object, info: ValidationInfo) -> frozenset[int] | None:
+        labels = (info.context or {}).get("labels")
+        if labels is None:
+            raise ValueError("classes needs the model's labels (validation context)")
+        return parse_classes(value, labels)
+
+
+class DetectionModel(TaskModel[DetectParams, Detections]):
+    task = "detection"
+    endpoint = "detect"
+
+    @property
+    def config(self) -> DetectionPost:
+        config = self.package.postprocess
+        if not isinstance(config, DetectionPost):
+            raise ValueError(f"{self.name} is not a detection model")
+        return config
+
+    def parse_params(self, raw: dict[str, Any]) -> DetectParams:
+        values = {k: v for k, v in raw.items() if v is not None}
+        config = self.config
+        values.setdefault("score_threshold", config.score_threshold)
+        values.setdefault("iou_threshold", config.iou_threshold)
+        values.setdefault("max_detections", config.max_detections)
+        return DetectParams.model_validate(values, context={"labels": self.package.labels})
+
+    def postprocess(
+        self,
+        output: np.ndarray,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: DetectParams,
+    ) -> Detections:
+        labels = self.package.labels
+        out = np.asarray(output, dtype=np.float32)
+        if out.ndim != 2 or out.shape[1] != 4 + len(labels):
+            raise ValueError(
+                f"model output {out.shape} is not [K, 4 + {len(labels)}] (model.json labels)"
+            )
+        boxes = model_to_source(out[:, :4], transform, image.scale)
+        boxes = clip_boxes(boxes, image.width, image.height)
+        valid = nondegenerate_mask(boxes) & np.isfinite(boxes).all(axis=1)
+        boxes, scores = boxes[valid], out[valid, 4:]
+        config = self.config
+        kept = postprocess_detections(
+            boxes,
+            scores,
+            score_threshold=params.score_threshold,
+            iou_threshold=params.iou_threshold,
+            max_detections=params.max_detections,
+            class_filter=set(params.classes) if params.classes is not None else None,
+            class_agnostic=params.class_agnostic,
+            method=config.nms,
+            sigma=config.soft_nms_sigma,
+        )
+        return Detections(boxes[kept.keep], kept.scores.astype(np.float32), kept.class_ids, labels)
+
+    def to_json(self, result: Detections) -> dict[str, Any]:
+        return {"detections": result.to_json()}
+
+    def observe(self, result: Detections) -> int | None:
+        return len(result)
+
+    def render(self, pixels: np.ndarray, result: Detections) -> Image.Image:
+        return draw_detections(pixels, result)
