@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.export import ParityError, cpu_session
+from training.export import ParityError, onnx_torch_batches
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "detections"
@@ -70,21 +70,11 @@ def check_detection_parity(
     """Compare ONNX Runtime with PyTorch on the same uint8 images; ``ParityError`` on any
     box coordinate off by more than ``box_atol`` pixels (+1e-4 relative) or score by more than
     ``score_atol``."""
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(f"parity images must be uint8 [N,H,W,3], got {images.shape}")
-    if sum(batch_sizes) > len(images):
-        raise ValueError(f"need {sum(batch_sizes)} parity images, got {len(images)}")
-    session = cpu_session(onnx_path)
-    wrapper = wrapper.eval()
-    max_box, max_score, offset = 0.0, 0.0, 0
-    for bs in batch_sizes:
-        batch = images[offset : offset + bs]
-        offset += bs
-        with torch.inference_mode():
-            expected = wrapper(torch.from_numpy(batch)).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-        if got.shape != expected.shape:
-            raise ParityError(f"batch {bs}: ONNX shape {got.shape} != torch {expected.shape}")
+    max_box, max_score, samples = 0.0, 0.0, 0
+    for bs, got, expected in onnx_torch_batches(
+        wrapper, onnx_path, images, batch_sizes, input_name=INPUT_NAME, output_name=OUTPUT_NAME
+    ):
+        samples += bs
         box_diff = np.abs(got[..., :4] - expected[..., :4])
         score_diff = np.abs(got[..., 4:] - expected[..., 4:])
         max_box = max(max_box, float(box_diff.max()))
@@ -93,4 +83,4 @@ def check_detection_parity(
             raise ParityError(f"batch {bs}: boxes differ by up to {box_diff.max():.3g} px")
         if not np.all(score_diff <= score_atol):
             raise ParityError(f"batch {bs}: scores differ by up to {score_diff.max():.3g}")
-    return DetectionParity(tuple(batch_sizes), offset, max_box, max_score, box_atol, score_atol)
+    return DetectionParity(tuple(batch_sizes), samples, max_box, max_score, box_atol, score_atol)

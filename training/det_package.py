@@ -7,8 +7,6 @@ alignment yet, so it is stated in the description and in metrics.json (``letterb
 from __future__ import annotations
 
 import argparse
-import datetime
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +17,6 @@ from service.model_package import (
     Evaluation,
     InputSpec,
     ModelPackage,
-    Provenance,
 )
 from training.det_data import PAD_VALUE, DetectionData
 from training.det_eval import (
@@ -33,7 +30,7 @@ from training.det_eval import (
 )
 from training.det_export import check_detection_parity, export_detector
 from training.det_model import DetectionServingWrapper
-from training.package import _install, frameworks, git_commit, hardware
+from training.package import fresh_stage, provenance, save_and_install
 
 PR_FILE = "precision_recall.png"
 METRICS_FILE = "metrics.json"
@@ -58,9 +55,7 @@ def write_detection_package(
     test_data: DetectionData,
     val_metrics: dict[str, float],
 ) -> Path:
-    stage = run_dir / "package"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    stage = fresh_stage(run_dir)
     height, width = test_data.size
     wrapper = wrapper.eval()
     onnx_path = export_detector(wrapper, stage / MODEL_FILE, height, width, opset=args.opset)
@@ -121,20 +116,11 @@ def write_detection_package(
                 metrics=val_metrics,
             ),
         ],
-        provenance=Provenance(
-            command=summary["command"],
-            seed=args.seed,
-            data=f"train: {summary['train_data']}; test: {args.test}",
-            git_commit=git_commit(),
-            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            training_time_s=float(summary["training_time_s"]),
-            hardware=hardware(int(summary["threads"])),
-            framework=frameworks(),
+        provenance=provenance(
+            summary, args.seed, f"train: {summary['train_data']}; test: {args.test}"
         ),
     )
-    package.save(stage)
-    ModelPackage.load(stage)
-    return _install(stage, args.output_dir / args.name)
+    return save_and_install(package, stage, args.output_dir / args.name)
 
 
 def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:

@@ -24,7 +24,7 @@ from training.det_data import DetectionData, batches, load_detection_data, split
 from training.det_eval import coco_evaluate
 from training.det_loss import detection_loss
 from training.det_model import DetectionServingWrapper, Detector
-from training.engine import build_optimizer, warmup_cosine
+from training.engine import BestEpoch, build_optimizer, warmup_cosine
 
 
 def get_dataset(args: argparse.Namespace) -> tuple[DetectionData, DetectionData, DetectionData]:
@@ -114,9 +114,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
     )
     generator = torch.Generator().manual_seed(args.seed)
-    best: dict[str, float] = {"val_map": -1.0}
-    stale, log = 0, run_dir / "metrics.jsonl"
-    log.write_text("")
+    tracker = BestEpoch(run_dir, "val_map")
     train_start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
@@ -127,25 +125,20 @@ def train(args: argparse.Namespace, command: str) -> Path:
         row["train_time_s"] = round(t1 - t0, 2)
         row["images_per_s"] = round(row["steps"] * args.batch_size / (t1 - t0), 1)
         row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
-        improved = row["val_map"] > best["val_map"]
-        if improved:
-            best, stale = dict(row), 0
-            torch.save({"epoch": epoch, "model": model.state_dict()}, run_dir / "best.pt")
-        else:
-            stale += 1
-        with log.open("a") as f:
-            f.write(json.dumps(row | {"best": improved}) + "\n")
+        tracker.update(row, model)
+        best = tracker.best
         tqdm.write(
             f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
             f" val mAP {row['val_map']:.4f}"
             f" mAP50 {row['val_map50']:.4f} (best {best['val_map']:.4f} @ {int(best['epoch'])})"
             f" {row['epoch_time_s']:.0f}s, {row['images_per_s']} img/s"
         )
-        if args.patience and stale >= args.patience:
-            tqdm.write(f"early stop: no val mAP improvement for {stale} epochs")
+        if args.patience and tracker.stale >= args.patience:
+            tqdm.write(f"early stop: no val mAP improvement for {tracker.stale} epochs")
             break
     training_time = time.perf_counter() - train_start
-    model.load_state_dict(torch.load(run_dir / "best.pt", weights_only=True)["model"])
+    best = tracker.best
+    tracker.restore(model)
     summary = {
         "command": command,
         "training_time_s": round(training_time, 1),

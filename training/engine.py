@@ -138,6 +138,37 @@ def evaluate(
     return {"loss": total_loss / n, "top1": c1 / n, "top5": c5 / n}
 
 
+class BestEpoch:
+    """Run bookkeeping by one validation metric (higher is better): appends each epoch's row to
+    ``<run_dir>/metrics.jsonl``, keeps the best epoch's weights in ``<run_dir>/best.pt`` and
+    counts the epochs since the last improvement (``stale``)."""
+
+    def __init__(self, run_dir: Path, metric: str) -> None:
+        self.metric = metric
+        self.best: dict[str, float] = {metric: -1.0}
+        self.stale = 0
+        self.checkpoint = run_dir / "best.pt"
+        self.log = run_dir / "metrics.jsonl"
+        self.log.write_text("")
+
+    def update(self, row: dict[str, float], model: nn.Module) -> bool:
+        """Record one epoch's ``row`` (with ``epoch``); saves ``model`` when it improved."""
+        improved = row[self.metric] > self.best[self.metric]
+        if improved:
+            self.best, self.stale = dict(row), 0
+            torch.save({"epoch": int(row["epoch"]), "model": model.state_dict()}, self.checkpoint)
+        else:
+            self.stale += 1
+        with self.log.open("a") as f:
+            f.write(json.dumps(row | {"best": improved}) + "\n")
+        return improved
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best epoch's weights back into ``model``."""
+        checkpoint = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["model"])
+
+
 @dataclass
 class FitConfig:
     epochs: int
@@ -177,10 +208,7 @@ def fit(
         optimizer, lambda step: warmup_cosine(step, total, warmup, config.min_lr_factor)
     )
     generator = torch.Generator().manual_seed(config.seed)
-    best: dict[str, float] = {"val_top1": -1.0}
-    best_path, stale = run_dir / "best.pt", 0
-    log_path = run_dir / "metrics.jsonl"
-    log_path.write_text("")
+    tracker = BestEpoch(run_dir, "val_top1")
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         row: dict[str, float] = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"]}
@@ -199,22 +227,15 @@ def fit(
         )
         row |= {f"val_{k}": v for k, v in evaluate(model, val, eval_transform).items()}
         row["epoch_time_s"] = round(time.perf_counter() - start, 2)
-        improved = row["val_top1"] > best["val_top1"]
-        if improved:
-            best, stale = dict(row), 0
-            torch.save({"epoch": epoch, "model": model.state_dict()}, best_path)
-        else:
-            stale += 1
-        with log_path.open("a") as f:
-            f.write(json.dumps(row | {"best": improved}) + "\n")
+        tracker.update(row, model)
+        best = tracker.best
         tqdm.write(
             f"epoch {epoch}/{config.epochs}: loss {row['train_loss']:.4f} "
             f"train {row['train_top1']:.4f} val {row['val_top1']:.4f} "
             f"(best {best['val_top1']:.4f} @ {int(best['epoch'])}) {row['epoch_time_s']:.0f}s"
         )
-        if config.patience and stale >= config.patience:
-            tqdm.write(f"early stop: no val top-1 improvement for {stale} epochs")
+        if config.patience and tracker.stale >= config.patience:
+            tqdm.write(f"early stop: no val top-1 improvement for {tracker.stale} epochs")
             break
-    checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
-    model.load_state_dict(checkpoint["model"])
-    return best
+    tracker.restore(model)
+    return tracker.best

@@ -8,7 +8,7 @@ cast, RGB -> luma (greyscale models), /255, mean/std normalisation, the network,
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,6 +122,42 @@ class ParityReport:
         return asdict(self)
 
 
+def onnx_torch_batches(
+    wrapper: nn.Module,
+    onnx_path: Path,
+    images: np.ndarray,
+    batch_sizes: Sequence[int],
+    *,
+    input_name: str = INPUT_NAME,
+    output_name: str = OUTPUT_NAME,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Run ONNX Runtime (CPU EP) and PyTorch on consecutive batches of uint8 ``[N,H,W,3]``
+    ``images``, one batch per size in ``batch_sizes``; yields ``(batch size, onnx, torch)``.
+
+    ``ValueError`` on malformed or too few images, ``ParityError`` when the shapes differ.
+    """
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(
+            f"parity images must be uint8 [N,H,W,3], got {images.dtype} {images.shape}"
+        )
+    if sum(batch_sizes) > len(images):
+        raise ValueError(f"need {sum(batch_sizes)} parity images, got {len(images)}")
+    session = cpu_session(onnx_path)
+    wrapper = wrapper.eval()
+    offset = 0
+    for bs in batch_sizes:
+        batch = images[offset : offset + bs]
+        offset += bs
+        with torch.inference_mode():
+            expected = wrapper(torch.from_numpy(batch)).numpy()
+        got = session.run([output_name], {input_name: batch})[0]
+        if got.shape != expected.shape:
+            raise ParityError(
+                f"batch {bs}: ONNX output shape {got.shape} != torch {expected.shape}"
+            )
+        yield bs, got, expected
+
+
 def check_parity(
     wrapper: nn.Module,
     onnx_path: Path,
@@ -135,25 +171,8 @@ def check_parity(
 
     Raises ``ParityError`` when any probability differs beyond ``atol + rtol * |torch|``.
     """
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(
-            f"parity images must be uint8 [N,H,W,3], got {images.dtype} {images.shape}"
-        )
-    session = cpu_session(onnx_path)
-    wrapper = wrapper.eval()
-    max_diff, agree, total, offset = 0.0, 0, 0, 0
-    for bs in batch_sizes:
-        batch = images[offset : offset + bs]
-        offset += bs
-        if len(batch) != bs:
-            raise ValueError(f"need {sum(batch_sizes)} parity images, got {len(images)}")
-        with torch.inference_mode():
-            expected = wrapper(torch.from_numpy(batch)).numpy()
-        got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-        if got.shape != expected.shape:
-            raise ParityError(
-                f"batch {bs}: ONNX output shape {got.shape} != torch {expected.shape}"
-            )
+    max_diff, agree, total = 0.0, 0, 0
+    for bs, got, expected in onnx_torch_batches(wrapper, onnx_path, images, batch_sizes):
         diff = np.abs(got - expected)
         max_diff = max(max_diff, float(diff.max()))
         if not np.all(diff <= atol + rtol * np.abs(expected)):

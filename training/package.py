@@ -89,6 +89,36 @@ def frameworks() -> dict[str, str]:
     }
 
 
+def provenance(summary: dict, seed: int, data: str, commit: str | None = None) -> Provenance:
+    """The package's provenance from a run's summary (``command``, ``training_time_s``,
+    ``threads``); ``commit`` defaults to the current ``git_commit()``."""
+    return Provenance(
+        command=summary["command"],
+        seed=seed,
+        data=data,
+        git_commit=commit or git_commit(),
+        date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        training_time_s=float(summary["training_time_s"]),
+        hardware=hardware(int(summary["threads"])),
+        framework=frameworks(),
+    )
+
+
+def fresh_stage(run_dir: Path) -> Path:
+    """An empty ``<run_dir>/package`` to assemble a package in."""
+    stage = run_dir / "package"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    return stage
+
+
+def save_and_install(package: ModelPackage, stage: Path, target: Path) -> Path:
+    """Write model.json into ``stage``, validate it by a round trip, swap it into ``target``."""
+    package.save(stage)
+    ModelPackage.load(stage)  # round-trip validation
+    return _install(stage, target)
+
+
 def parity_images(val: ImageData, seed: int) -> np.ndarray:
     """1 + 8 real images (as the service sends them) then 16 random RGB noise images."""
     real = service_input(val.subset(torch.arange(min(9, len(val)))))
@@ -112,9 +142,7 @@ def write_package(
     test_data: ImageData,
     val_metrics: dict[str, float],
 ) -> Path:
-    stage = run_dir / "package"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    stage = fresh_stage(run_dir)
     height, width = test_data.size
     wrapper = ServingWrapper(model, train_data.channels, summary["mean"], summary["std"]).eval()
     onnx_path = export_onnx(wrapper, stage / MODEL_FILE, height, width, opset=args.opset)
@@ -170,20 +198,14 @@ def write_package(
         postprocess=ClassificationPost(top_k=min(5, len(test_data.classes))),
         evaluation=evaluations,
         quantized=quantized,
-        provenance=Provenance(
-            command=summary["command"],
-            seed=args.seed,
-            data=f"train: {summary['train_data']}; test: {test_data.description}",
-            git_commit=summary.get("git_commit") or git_commit(),
-            date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            training_time_s=float(summary["training_time_s"]),
-            hardware=hardware(int(summary["threads"])),
-            framework=frameworks(),
+        provenance=provenance(
+            summary,
+            args.seed,
+            f"train: {summary['train_data']}; test: {test_data.description}",
+            commit=summary.get("git_commit"),
         ),
     )
-    package.save(stage)
-    ModelPackage.load(stage)  # round-trip validation
-    return _install(stage, args.output_dir / args.name)
+    return save_and_install(package, stage, args.output_dir / args.name)
 
 
 def _describe(args: argparse.Namespace) -> str:
