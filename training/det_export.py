@@ -6,15 +6,13 @@ float32 ``[N, K, 4 + C]``, boxes x1y1x2y2 in model-input pixels then per-class s
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from training.export import ParityError, onnx_torch_batches
+from training.export import ParityError, export_onnx, onnx_torch_batches
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "detections"
@@ -23,26 +21,7 @@ OUTPUT_NAME = "detections"
 def export_detector(
     wrapper: nn.Module, path: Path, height: int, width: int, opset: int = 17
 ) -> Path:
-    import onnx
-
-    wrapper = wrapper.eval()
-    example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    return path
+    return export_onnx(wrapper, path, height, width, opset, output_name=OUTPUT_NAME)
 
 
 @dataclass(frozen=True)

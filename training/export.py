@@ -64,7 +64,13 @@ class ServingWrapper(nn.Module):
 
 
 def export_onnx(
-    wrapper: ServingWrapper, path: Path, height: int, width: int, opset: int = 17
+    wrapper: nn.Module,
+    path: Path,
+    height: int,
+    width: int,
+    opset: int = 17,
+    *,
+    output_name: str = OUTPUT_NAME,
 ) -> Path:
     """Export ``wrapper`` (in eval mode) to a single self-contained ONNX file."""
     import onnx
@@ -81,8 +87,8 @@ def export_onnx(
             (example,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[output_name],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,  # the TorchScript exporter: needs no onnxscript, folds BN into convs
