@@ -59,5 +59,9 @@ class Overloaded(ApiError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class RequestTimeout(ApiError):
+    code, status = "timeout", 504
+
+
 class NotReady(ApiError):
     code, status = "not_ready", 503

@@ -16,7 +16,11 @@ from service.backends import Backend, LocalBackend, RunnerBackend, Runtime
 from service.errors import ApiError, NotFound
 from service.http_app import create_app
 from service.metrics import Metrics
-from service.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
+from service.middleware import (
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    TimeoutMiddleware,
+)
 from service.model_store import load
 from service.pipeline import Inference, run_typed
 from service.render import encode_image
@@ -33,7 +37,8 @@ app = create_app()
 @bentoml.service(
     name="vision",
     workers=settings.http_workers,
-    traffic={"timeout": settings.request_timeout_s},
+    # BentoML's own timeout answers in its format; ours (TimeoutMiddleware) answers first.
+    traffic={"timeout": settings.request_timeout_s + 5},
     http={"port": settings.http_port, "host": settings.host},
     metrics={"enabled": True},
     logging={"access": {"enabled": settings.access_log}},
@@ -177,6 +182,9 @@ _service.add_asgi_middleware(
 )
 _service.add_asgi_middleware(
     BodyLimitMiddleware, max_bytes=settings.max_body_bytes, on_reject=record_rejection
+)
+_service.add_asgi_middleware(
+    TimeoutMiddleware, timeout_s=settings.request_timeout_s, on_reject=record_rejection
 )
 
 __all__ = ["Vision"]

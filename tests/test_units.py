@@ -243,3 +243,20 @@ def test_cli_works_without_torch() -> None:
     assert subprocess.run([*run, "--help"], capture_output=True, cwd=ROOT).returncode == 0
     train = subprocess.run([*run, "train-classifier"], capture_output=True, text=True, cwd=ROOT)
     assert train.returncode == 2 and "train" in train.stderr
+
+
+def test_timeout_answers_504_in_the_api_format() -> None:
+    from service.middleware import TimeoutMiddleware
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(0.2)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = TimeoutMiddleware(slow_app, timeout_s=0.05)
+    sent = _call(app, {"type": "http", "path": "/classify", "headers": []}, [b""])
+    assert sent.status == 504 and sent.json()["error"]["code"] == "timeout"
+    relaxed = TimeoutMiddleware(slow_app, timeout_s=1.0)
+    assert _call(relaxed, {"type": "http", "path": "/classify", "headers": []}, [b""]).status == 200
+    probe = _call(app, {"type": "http", "path": "/readyz", "headers": []}, [b""])
+    assert probe.status == 200  # probes are exempt
