@@ -22,7 +22,7 @@ from service.middleware import (
     TimeoutMiddleware,
 )
 from service.model_store import load
-from service.pipeline import Inference, run_typed
+from service.pipeline import Inference, run
 from service.render import encode_image
 from service.runner import MODEL_TAGS, ModelRunner, api_name
 from service.settings import get_settings
@@ -104,7 +104,7 @@ class Vision:
     ) -> tuple[TaskModel, Inference]:
         model = self.pick(task, model_name)
         try:
-            inference = await run_typed(
+            inference = await run(
                 model,
                 data,
                 params,

@@ -32,6 +32,19 @@ async def send_error(send: Send, error: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _TrackedSend:
+    """`send` that remembers whether the response has started (then no error can be sent)."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class BodyTooLarge(PayloadTooLarge):
     """Raised from `receive` when a streamed body passes the limit."""
 
@@ -63,7 +76,7 @@ class BodyLimitMiddleware:
                     await send_error(send, error)
                     return
         received = 0
-        started = False
+        tracked = _TrackedSend(send)
 
         async def limited_receive() -> Any:
             nonlocal received
@@ -74,17 +87,11 @@ class BodyLimitMiddleware:
                     raise self._error()
             return message
 
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except BodyTooLarge as error:
             self.on_reject(error)
-            if not started:
+            if not tracked.started:
                 await send_error(send, error)
 
 
@@ -134,18 +141,12 @@ class TimeoutMiddleware:
         if scope["type"] != "http" or scope.get("path", "").startswith(EXEMPT_PATHS):
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Any) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        tracked = _TrackedSend(send)
 
         try:
-            await asyncio.wait_for(self.app(scope, receive, tracking_send), self.timeout_s)
+            await asyncio.wait_for(self.app(scope, receive, tracked), self.timeout_s)
         except TimeoutError:
-            if not started:
+            if not tracked.started:
                 error = RequestTimeout(f"the request took longer than {self.timeout_s:g} s")
                 self.on_reject(error)
                 await send_error(send, error)

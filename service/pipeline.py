@@ -64,22 +64,6 @@ async def run(
     infer: Infer,
     metrics: Metrics | None,
     max_pixels: int,
-) -> dict[str, Any]:
-    """Run one image through `model`; returns the JSON response (common fields included)."""
-    inference = await run_typed(
-        model, data, raw_params, infer=infer, metrics=metrics, max_pixels=max_pixels
-    )
-    return inference.body
-
-
-async def run_typed(
-    model: TaskModel,
-    data: bytes,
-    raw_params: dict[str, Any],
-    *,
-    infer: Infer,
-    metrics: Metrics | None,
-    max_pixels: int,
     full_resolution: bool = False,
 ) -> Inference:
     """Run one image through `model`; returns the response, the typed result and the image."""
