@@ -22,6 +22,7 @@ from service.onnx_session import OnnxModel
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+RUNNER_KEEPALIVE_S = 4.0  # below uvicorn's default 5 s keep-alive on the runner
 Runtime = dict[str, dict[str, Any]]
 
 
@@ -101,3 +102,15 @@ def keep_runner_session(proxy: Any) -> None:
         return
     manager.max_requests = sys.maxsize
     manager.max_age = float("inf")
+    # aiohttp keeps idle connections 15 s, the runner's uvicorn closes them after 5 s: a burst
+    # after a pause then reuses dead connections (seen: two in a row failing one request). Drop
+    # idle connections before the server does (the fix proposed upstream in BentoML PR #5698).
+    make_client = manager._make_client
+
+    def make_client_with_short_keepalive() -> Any:
+        session = make_client()
+        if session.connector is not None:
+            session.connector._keepalive_timeout = RUNNER_KEEPALIVE_S
+        return session
+
+    manager._make_client = make_client_with_short_keepalive
