@@ -260,3 +260,33 @@ def test_timeout_answers_504_in_the_api_format() -> None:
     assert _call(relaxed, {"type": "http", "path": "/classify", "headers": []}, [b""]).status == 200
     probe = _call(app, {"type": "http", "path": "/readyz", "headers": []}, [b""])
     assert probe.status == 200  # probes are exempt
+
+
+def test_runner_session_is_pinned_with_a_short_keepalive() -> None:
+    import types
+
+    import aiohttp
+
+    from service.backends import RUNNER_KEEPALIVE_S, keep_runner_session
+
+    class Manager:
+        max_requests = 100
+        max_age = 300.0
+
+        def _make_client(self) -> aiohttp.ClientSession:
+            return aiohttp.ClientSession(connector=aiohttp.TCPConnector())
+
+    manager = Manager()
+    keep_runner_session(
+        types.SimpleNamespace(_async=types.SimpleNamespace(_session_manager=manager))
+    )
+    assert manager.max_requests > 10**9 and manager.max_age == float("inf")
+
+    async def keepalive() -> float:
+        session = manager._make_client()
+        try:
+            return float(session.connector._keepalive_timeout)  # type: ignore[union-attr]
+        finally:
+            await session.close()
+
+    assert asyncio.run(keepalive()) == RUNNER_KEEPALIVE_S
