@@ -8,7 +8,8 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
 
-.PHONY: serve test bench lint format train-classifier import-models build clean
+.PHONY: serve test bench lint format train-classifier train-detector export-detector \
+	data-scenes import-models build clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +62,32 @@ TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epoc
 	--version 1.0.0
 train-classifier: $(VENV)/.all
 	$(VENV)/bin/vision train-classifier $(TRAIN_CLASSIFIER_ARGS)
+
+# The bundled detector (model_store/scenes-detector): the recorded command, on the scenes
+# below. It was trained on a lent H100 in 402 s; on a 2-core CPU the same run takes hours.
+SCENES_TRAIN := data/scenes-train/annotations.json
+SCENES_TEST := data/scenes-test/annotations.json
+TRAIN_DETECTOR_ARGS := --train $(SCENES_TRAIN) --test $(SCENES_TEST) --epochs 50 \
+	--eval-every 10 --image-size 320 --widths 24,48,96,144,192 --depths 1,2,2,2 \
+	--fpn-width 96 --head-convs 3 --batch-size 64 --bf16 --load-threads 16 \
+	--name scenes-detector --version 1.0.0
+WORKERS ?= $(shell nproc)
+
+$(SCENES_TRAIN): | $(VENV)/.all
+	$(VENV)/bin/vision data-scenes --out data/scenes-train --split train --num-images 10000 \
+		--size 256-384 --seed 0 --workers $(WORKERS) --overwrite
+$(SCENES_TEST): | $(VENV)/.all
+	$(VENV)/bin/vision data-scenes --out data/scenes-test --split test --num-images 500 \
+		--size 256-384 --seed 1 --workers $(WORKERS) --overwrite
+
+data-scenes: $(SCENES_TRAIN) $(SCENES_TEST)
+
+train-detector: $(VENV)/.all data-scenes
+	$(VENV)/bin/vision train-detector $(TRAIN_DETECTOR_ARGS)
+
+# Package runs/scenes-detector/best.pt again (export, parity, test mAP on this machine).
+export-detector: $(VENV)/.all data-scenes
+	$(VENV)/bin/vision export-detector --run-dir runs/scenes-detector
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build

@@ -14,8 +14,8 @@ pytest.importorskip("pycocotools")
 
 from service.model_package import DetectionPost, ModelPackage  # noqa: E402
 from service.ops.boxes import unletterbox  # noqa: E402
-from training.det_data import letterbox  # noqa: E402
-from training.det_loss import assign  # noqa: E402
+from training.det_data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
+from training.det_loss import assign, assign_batch, pad_targets  # noqa: E402
 from training.det_model import decode_boxes, encode_boxes, level_points  # noqa: E402
 
 
@@ -47,6 +47,55 @@ def test_level_points_and_assignment() -> None:
     assert (targets.labels == -1).sum() > 0
     empty = assign(pts, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
     assert (empty.labels == -1).all()
+
+
+def test_batched_assignment_equals_per_image_assignment() -> None:
+    pts = level_points(96, 96)
+    gen = torch.Generator().manual_seed(3)
+    boxes, labels = [], []
+    for count in (3, 0, 1, 5):  # ragged, with an empty image
+        xy = torch.rand(count, 2, generator=gen) * 60
+        wh = 8 + torch.rand(count, 2, generator=gen) * 60
+        boxes.append(torch.cat([xy, xy + wh], 1))
+        labels.append(torch.randint(0, 4, (count,), generator=gen))
+    batched = assign_batch(pts, *pad_targets(boxes, labels, pts.device))
+    assert batched.labels.shape == (4, len(pts)) and batched.boxes.shape == (4, len(pts), 4)
+    for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
+        one = assign(pts, b, lab)
+        assert torch.equal(batched.labels[i], one.labels)
+        assert torch.equal(batched.boxes[i], one.boxes)
+    assert (batched.labels[1] == -1).all() and (batched.labels >= 0).sum() > 5
+
+
+def test_batched_augmentation_moves_pixels_with_their_boxes() -> None:
+    """A white square on grey: after flip + zoom, the white pixels' extent is the new box."""
+    size, count = 64, 6
+    images = torch.full((count, size, size, 3), 60, dtype=torch.uint8)
+    images[:, 10:30, 20:44] = 255  # box x1=20 y1=10 x2=44 y2=30
+    box = torch.tensor([[20.0, 10.0, 44.0, 30.0]])
+    gen = torch.Generator().manual_seed(0)
+    out, boxes, labels = augment_batch(
+        images, [box] * count, [torch.tensor([1])] * count,
+        flip=True, scale_jitter=0.3, generator=gen,
+    )  # fmt: skip
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    moved = 0
+    for i in range(count):
+        assert len(boxes[i]) == len(labels[i]) == 1  # the square never leaves the image
+        white = (out[i, ..., 0] > 200).nonzero()
+        y1, x1 = white.min(0).values.tolist()
+        y2, x2 = (white.max(0).values + 1).tolist()
+        assert np.allclose([x1, y1, x2, y2], boxes[i][0].tolist(), atol=1.5)
+        moved += not torch.equal(boxes[i], box)
+        zoom = float(boxes[i][0, 2] - boxes[i][0, 0]) / 24
+        padded = bool((out[i, ..., 0] == PAD_VALUE).any())
+        assert padded == (zoom < 1)  # zooming out pads with the letterbox grey, in crops
+    assert moved == count  # every image was zoomed
+    flip_only, same_boxes, _ = augment_batch(
+        images, [box] * count, [torch.tensor([1])] * count,
+        flip=False, scale_jitter=0.0, generator=gen,
+    )  # fmt: skip
+    assert torch.equal(flip_only, images) and torch.equal(same_boxes[0], box)
 
 
 def test_letterbox_is_centred_and_inverted_by_the_service() -> None:
@@ -115,6 +164,17 @@ def test_train_export_package_smoke(tmp_path) -> None:
         ["evaluate-detector", str(pkg_dir), f"--annotations={ann}", f"--png={tmp_path / 'pr.png'}"]
     )
     assert result == 0 and (tmp_path / "pr.png").exists()
+
+    # the run can be packaged again from its best.pt and recorded command: same model, same mAP
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["command"].split()[3] == "train-detector" and summary["training_time_s"] > 0
+    (pkg_dir / "model.onnx").unlink()
+    assert main(["export-detector", f"--run-dir={tmp_path / 'run'}"]) == 0
+    again = ModelPackage.load(pkg_dir)
+    assert again.evaluation[0].metrics == package.evaluation[0].metrics
+    assert again.provenance.command == package.provenance.command
+    det_again = cpu_session(pkg_dir / again.file).run(["detections"], {"images": images})[0]
+    np.testing.assert_allclose(det_again, det, atol=1e-5)
 
 
 def test_parity_check_raises_on_disagreement(tmp_path) -> None:

@@ -74,6 +74,11 @@ def test_same_seed_same_bytes_other_seed_differs(scenes: Path, tmp_path: Path) -
     assert other["images/000000.jpg"] != first["images/000000.jpg"]
 
 
+def test_parallel_workers_write_the_same_bytes(scenes: Path, tmp_path: Path) -> None:
+    generate(tmp_path / "parallel", CONFIG, workers=2)
+    assert _files(tmp_path / "parallel") == _files(scenes)
+
+
 def test_train_and_test_backgrounds_are_disjoint(scenes: Path, tmp_path: Path) -> None:
     assert not set(TRAIN_BACKGROUNDS) & set(TEST_BACKGROUNDS)
     photos = {name: load_background(name) for name in TRAIN_BACKGROUNDS + TEST_BACKGROUNDS}

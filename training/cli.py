@@ -120,6 +120,13 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_detector(args: argparse.Namespace) -> int:
+    from training.detection import package_from_run
+
+    package_from_run(args.run_dir, args.test)
+    return 0
+
+
 def _evaluate_detector(args: argparse.Namespace) -> int:
     from training.det_package import evaluate_package
 
@@ -162,7 +169,9 @@ def _scenes(args: argparse.Namespace) -> int:
         objects=args.objects,
         min_visible=args.min_visible,
     )
-    summary = generate(args.out, config, progress=True, overwrite=args.overwrite)
+    summary = generate(
+        args.out, config, progress=True, overwrite=args.overwrite, workers=args.workers
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -217,6 +226,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_detector)
 
     p = subparsers.add_parser(
+        "export-detector",
+        help="package a finished train-detector run's best.pt again (export, parity, test mAP)",
+    )
+    p.add_argument("--run-dir", type=Path, required=True, help="runs/<name>")
+    p.add_argument("--test", type=Path, default=None, help="another COCO test set")
+    p.set_defaults(func=_export_detector)
+
+    p = subparsers.add_parser(
         "evaluate-detector", help="COCO mAP of a detection package's ONNX model"
     )
     p.add_argument("package", type=Path, help="model package directory (model.json)")
@@ -240,6 +257,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-visible", type=float, default=0.4, help="drop below this visibility")
     p.add_argument("--overwrite", action="store_true", help="replace an existing set in --out")
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes rendering scenes (same output)"
+    )
     p.set_defaults(func=_scenes)
 
 

@@ -14,6 +14,7 @@ letterboxed image by a factor in ``[1 - j, 1 + j]`` about a random point, paddin
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,18 +93,35 @@ class DetectionData:
 
 
 def load_detection_data(
-    annotation_file: Path, size: int, limit: int | None = None, image_dir: Path | None = None
+    annotation_file: Path,
+    size: int,
+    limit: int | None = None,
+    image_dir: Path | None = None,
+    *,
+    threads: int = 1,
 ) -> DetectionData:
-    """Read a COCO set, letterbox every image to ``size`` x ``size``; crowd boxes are skipped."""
+    """Read a COCO set, letterbox every image to ``size`` x ``size``; crowd boxes are skipped.
+
+    ``threads`` > 1 decodes and resizes images in a thread pool (Pillow releases the GIL); the
+    result does not depend on it."""
     coco = load_coco(annotation_file, image_dir)
     count = len(coco) if limit is None else min(limit, len(coco))
     images = np.empty((count, size, size, 3), dtype=np.uint8)
-    boxes, labels, ids, geos = [], [], [], []
-    for i in range(count):
-        entry = coco[i]
+
+    def load(i: int) -> Letterbox:
         with Image.open(coco.path(i)) as img:
             pixels = np.asarray(img.convert("RGB"), dtype=np.uint8)
         images[i], geo = letterbox(pixels, size, size)
+        return geo
+
+    if threads > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            geometry = list(pool.map(load, range(count)))
+    else:
+        geometry = [load(i) for i in range(count)]
+    boxes, labels, ids, geos = [], [], [], []
+    for i, geo in enumerate(geometry):
+        entry = coco[i]
         keep = ~entry.iscrowd
         b = entry.boxes[keep] * geo.scale + np.array([geo.pad_x, geo.pad_y] * 2, np.float32)
         boxes.append(torch.from_numpy(b.astype(np.float32)))
@@ -124,61 +142,89 @@ def split_data(
     return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
 
 
-def augment(
-    image: torch.Tensor,
+def _jitter_boxes(
     boxes: torch.Tensor,
     labels: torch.Tensor,
+    zoom: tuple[float, float],
+    offset: tuple[int, int],
+    size: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boxes after a zoom by ``zoom`` (x, y) placed at ``offset``, clipped to ``size`` (h, w);
+    boxes keeping less than 40% of their area, or 2 px of a side, are dropped."""
+    size_h, size_w = size
+    moved = boxes * torch.tensor([zoom[0], zoom[1]] * 2) + torch.tensor(offset * 2)
+    clipped = torch.stack(
+        [
+            moved[:, 0].clamp(0, size_w),
+            moved[:, 1].clamp(0, size_h),
+            moved[:, 2].clamp(0, size_w),
+            moved[:, 3].clamp(0, size_h),
+        ],
+        1,
+    )
+    area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
+    keep = area(clipped) >= 0.4 * area(moved).clamp(min=1e-6)
+    keep &= (clipped[:, 2] - clipped[:, 0] > 2) & (clipped[:, 3] - clipped[:, 1] > 2)
+    return clipped[keep], labels[keep]
+
+
+def augment_batch(
+    images: torch.Tensor,
+    boxes: list[torch.Tensor],
+    labels: list[torch.Tensor],
     *,
     flip: bool,
     scale_jitter: float,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flip / scale-jitter one uint8 ``[S, S, 3]`` image and its boxes."""
-    size_h, size_w = image.shape[:2]
-    if flip and float(torch.rand(1, generator=generator)) < 0.5:
-        image = image.flip(1)
-        boxes = torch.stack(
-            [size_w - boxes[:, 2], boxes[:, 1], size_w - boxes[:, 0], boxes[:, 3]], 1
-        )
-    if scale_jitter > 0:
-        z = 1.0 + (float(torch.rand(1, generator=generator)) * 2 - 1) * scale_jitter
-        new_h, new_w = max(1, round(size_h * z)), max(1, round(size_w * z))
-        resized = F.interpolate(
-            image.permute(2, 0, 1)[None].float(), size=(new_h, new_w), mode="bilinear"
-        )[0]
-        # offset of the resized image's top-left in the output canvas
-        ox = int(
-            torch.randint(
-                min(0, size_w - new_w), max(0, size_w - new_w) + 1, (1,), generator=generator
-            )
-        )
-        oy = int(
-            torch.randint(
-                min(0, size_h - new_h), max(0, size_h - new_h) + 1, (1,), generator=generator
-            )
-        )
-        canvas = torch.full((3, size_h, size_w), float(PAD_VALUE))
-        sx, sy = max(0, -ox), max(0, -oy)
-        dx, dy = max(0, ox), max(0, oy)
-        w, h = min(new_w - sx, size_w - dx), min(new_h - sy, size_h - dy)
-        canvas[:, dy : dy + h, dx : dx + w] = resized[:, sy : sy + h, sx : sx + w]
-        image = canvas.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
-        sxy = torch.tensor([new_w / size_w, new_h / size_h] * 2)
-        moved = boxes * sxy + torch.tensor([ox, oy, ox, oy], dtype=torch.float32)
-        clipped = torch.stack(
-            [
-                moved[:, 0].clamp(0, size_w),
-                moved[:, 1].clamp(0, size_h),
-                moved[:, 2].clamp(0, size_w),
-                moved[:, 3].clamp(0, size_h),
-            ],
-            1,
-        )
-        area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
-        keep = area(clipped) >= 0.4 * area(moved).clamp(min=1e-6)
-        keep &= (clipped[:, 2] - clipped[:, 0] > 2) & (clipped[:, 3] - clipped[:, 1] > 2)
-        boxes, labels = clipped[keep], labels[keep]
-    return image.contiguous(), boxes, labels
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Flip / scale-jitter uint8 ``[B, S, S, 3]`` images (on any device) and their CPU boxes.
+
+    Per image: a horizontal flip with probability 1/2, then a zoom by ``z`` in
+    ``[1 - j, 1 + j]`` with the zoomed image's top-left placed at a random integer offset on a
+    ``PAD_VALUE`` canvas (padding or cropping). The draws come from the CPU ``generator``; all
+    images are resampled in one bilinear ``grid_sample`` (pixel centres, as
+    ``F.interpolate(align_corners=False)`` resizes)."""
+    count, size_h, size_w = images.shape[:3]
+    params = []  # (flipped, zoom x, zoom y, offset x, offset y)
+    out_boxes, out_labels = [], []
+    for i in range(count):
+        b, lab = boxes[i], labels[i]
+        flipped = flip and float(torch.rand(1, generator=generator)) < 0.5
+        if flipped:
+            b = torch.stack([size_w - b[:, 2], b[:, 1], size_w - b[:, 0], b[:, 3]], 1)
+        zoom, offset = (1.0, 1.0), (0, 0)
+        if scale_jitter > 0:
+            z = 1.0 + (float(torch.rand(1, generator=generator)) * 2 - 1) * scale_jitter
+            new_h, new_w = max(1, round(size_h * z)), max(1, round(size_w * z))
+            lo_x, hi_x = min(0, size_w - new_w), max(0, size_w - new_w)
+            lo_y, hi_y = min(0, size_h - new_h), max(0, size_h - new_h)
+            ox = int(torch.randint(lo_x, hi_x + 1, (1,), generator=generator))
+            oy = int(torch.randint(lo_y, hi_y + 1, (1,), generator=generator))
+            zoom, offset = (new_w / size_w, new_h / size_h), (ox, oy)
+            b, lab = _jitter_boxes(b, lab, zoom, offset, (size_h, size_w))
+        params.append((float(flipped), *zoom, *offset))
+        out_boxes.append(b)
+        out_labels.append(lab)
+    if all(p == (0.0, 1.0, 1.0, 0, 0) for p in params):
+        return images, out_boxes, out_labels
+    device = images.device
+    p = torch.tensor(params, dtype=torch.float32, device=device)  # [B, 5]
+    u = torch.arange(size_w, device=device, dtype=torch.float32) + 0.5
+    v = torch.arange(size_h, device=device, dtype=torch.float32) + 0.5
+    xs = (u[None] - p[:, 3:4]) / p[:, 1:2] - 0.5  # source x (in the flipped image), [B, W]
+    xs = torch.where(p[:, 0:1] > 0, size_w - 1 - xs, xs)
+    ys = (v[None] - p[:, 4:5]) / p[:, 2:3] - 0.5  # [B, H]
+    grid = torch.stack(
+        [
+            ((2 * xs + 1) / size_w - 1)[:, None, :].expand(count, size_h, size_w),
+            ((2 * ys + 1) / size_h - 1)[:, :, None].expand(count, size_h, size_w),
+        ],
+        dim=-1,
+    )
+    src = images.permute(0, 3, 1, 2).float() - PAD_VALUE  # zeros padding = PAD_VALUE
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = (out + PAD_VALUE).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out.contiguous(), out_boxes, out_labels
 
 
 def batches(
@@ -189,29 +235,23 @@ def batches(
     generator: torch.Generator | None = None,
     flip: bool = False,
     scale_jitter: float = 0.0,
+    device: torch.device | None = None,
 ) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]]:
-    """Yield (uint8 images ``[B, S, S, 3]``, boxes per image, labels per image)."""
+    """Yield (uint8 images ``[B, S, S, 3]`` on ``device`` (default the CPU), boxes per image,
+    labels per image (on the CPU)); image augmentation runs on ``device``. The random draws
+    come from ``generator`` (a CPU generator), so they do not depend on the device."""
     n = len(data)
     gen = generator or torch.Generator().manual_seed(0)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size].tolist()
-        if not flip and scale_jitter <= 0:
-            yield data.images[idx], [data.boxes[i] for i in idx], [data.labels[i] for i in idx]
-            continue
-        items = [
-            augment(
-                data.images[i],
-                data.boxes[i],
-                data.labels[i],
-                flip=flip,
-                scale_jitter=scale_jitter,
-                generator=gen,
+        images = data.images[idx]
+        if device is not None:
+            images = images.to(device, non_blocking=True)
+        boxes = [data.boxes[i] for i in idx]
+        labels = [data.labels[i] for i in idx]
+        if flip or scale_jitter > 0:
+            images, boxes, labels = augment_batch(
+                images, boxes, labels, flip=flip, scale_jitter=scale_jitter, generator=gen
             )
-            for i in idx
-        ]
-        yield (
-            torch.stack([it[0] for it in items]),
-            [it[1] for it in items],
-            [it[2] for it in items],
-        )
+        yield images, boxes, labels

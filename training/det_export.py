@@ -44,11 +44,13 @@ def check_detection_parity(
     *,
     batch_sizes: tuple[int, ...] = (1, 4),
     box_atol: float = 1e-2,
-    score_atol: float = 1e-4,
+    score_atol: float = 1e-3,
 ) -> DetectionParity:
     """Compare ONNX Runtime with PyTorch on the same uint8 images; ``ParityError`` on any
     box coordinate off by more than ``box_atol`` pixels (+1e-4 relative) or score by more than
-    ``score_atol``."""
+    ``score_atol``. (Scores are ``sqrt(p)``, which magnifies float32 rounding of small ``p``:
+    a trained model's scores differ by ~1e-4 between the two runtimes, an export bug by far
+    more than 1e-3.)"""
     max_box, max_score, samples = 0.0, 0.0, 0
     for bs, got, expected in onnx_torch_batches(
         wrapper, onnx_path, images, batch_sizes, input_name=INPUT_NAME, output_name=OUTPUT_NAME

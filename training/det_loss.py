@@ -19,8 +19,8 @@ from training.det_model import decode_boxes
 
 @dataclass(frozen=True)
 class Targets:
-    labels: torch.Tensor  # int64 [K], -1 = background
-    boxes: torch.Tensor  # float32 [K, 4] matched box (zeros for background)
+    labels: torch.Tensor  # int64 [K] ([B, K] batched), -1 = background
+    boxes: torch.Tensor  # float32 [K, 4] ([B, K, 4]) matched box (zeros for background)
 
 
 def level_ranges(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -32,29 +32,61 @@ def level_ranges(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return low, high
 
 
+def pad_targets(
+    boxes: list[torch.Tensor], labels: list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image boxes/labels -> ``[B, M, 4]`` float32 and ``[B, M]`` int64 (-1 = padding)
+    on ``device``, padded on the CPU and moved in one copy each."""
+    m = max([1, *(len(b) for b in boxes)])
+    out_boxes = torch.zeros(len(boxes), m, 4)
+    out_labels = torch.full((len(boxes), m), -1, dtype=torch.int64)
+    for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
+        out_boxes[i, : len(b)] = b.detach().to("cpu", torch.float32)
+        out_labels[i, : len(lab)] = lab.detach().to("cpu")
+    return out_boxes.to(device, non_blocking=True), out_labels.to(device, non_blocking=True)
+
+
+def assign_batch(
+    points: torch.Tensor,
+    boxes: torch.Tensor,
+    labels: torch.Tensor,
+    ranges: tuple[torch.Tensor, torch.Tensor] | None = None,
+    radius: float = 1.5,
+) -> Targets:
+    """Match every point ``[K, 3]`` to at most one box of its image: padded ``boxes``
+    ``[B, M, 4]`` and ``labels`` ``[B, M]`` (-1 = padding). Targets: ``[B, K]``, ``[B, K, 4]``."""
+    count, k = boxes.shape[0], points.shape[0]
+    x, y, s = (points[None, :, i : i + 1] for i in range(3))  # [1, K, 1]
+    bx = boxes[:, None]  # [B, 1, M, 4]
+    ltrb = torch.stack(
+        [x - bx[..., 0], y - bx[..., 1], bx[..., 2] - x, bx[..., 3] - y], dim=3
+    )  # [B, K, M, 4]
+    inside = ltrb.min(dim=3).values > 0
+    cx, cy = (bx[..., 0] + bx[..., 2]) / 2, (bx[..., 1] + bx[..., 3]) / 2
+    near = ((x - cx).abs() < radius * s) & ((y - cy).abs() < radius * s)
+    reach = ltrb.max(dim=3).values
+    low, high = ranges if ranges is not None else level_ranges(points)
+    in_range = (reach > low[None, :, None]) & (reach <= high[None, :, None])
+    ok = inside & near & in_range & (labels >= 0)[:, None, :]
+    area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]))[:, None]
+    area = torch.where(ok, area, torch.full_like(area, float("inf")))  # [B, K, M]
+    best_area, best = area.min(dim=2)
+    positive = torch.isfinite(best_area)
+    matched_labels = torch.gather(labels, 1, best)
+    matched_boxes = torch.gather(boxes, 1, best[..., None].expand(count, k, 4))
+    return Targets(
+        torch.where(positive, matched_labels, torch.full_like(matched_labels, -1)),
+        torch.where(positive[..., None], matched_boxes, torch.zeros_like(matched_boxes)),
+    )
+
+
 def assign(
     points: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, radius: float = 1.5
 ) -> Targets:
-    """Match every point ``[K, 3]`` to at most one of ``boxes`` ``[M, 4]``."""
-    k = points.shape[0]
-    if boxes.numel() == 0:
-        return Targets(torch.full((k,), -1, dtype=torch.int64), torch.zeros(k, 4))
-    x, y, s = points[:, 0:1], points[:, 1:2], points[:, 2:3]
-    ltrb = torch.stack([x - boxes[:, 0], y - boxes[:, 1], boxes[:, 2] - x, boxes[:, 3] - y], 2)
-    inside = ltrb.min(dim=2).values > 0  # [K, M]
-    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-    near = ((x - cx).abs() < radius * s) & ((y - cy).abs() < radius * s)
-    reach = ltrb.max(dim=2).values
-    low, high = level_ranges(points)
-    in_range = (reach > low[:, None]) & (reach <= high[:, None])
-    ok = inside & near & in_range
-    area = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[None].expand(k, -1)
-    area = torch.where(ok, area, torch.full_like(area, float("inf")))
-    best_area, best = area.min(dim=1)
-    positive = torch.isfinite(best_area)
-    out_labels = torch.where(positive, labels[best], torch.full_like(labels[best], -1))
-    out_boxes = torch.where(positive[:, None], boxes[best], torch.zeros(k, 4))
-    return Targets(out_labels, out_boxes)
+    """Match every point ``[K, 3]`` to at most one of ``boxes`` ``[M, 4]`` (one image)."""
+    padded_boxes, padded_labels = pad_targets([boxes], [labels], points.device)
+    targets = assign_batch(points, padded_boxes, padded_labels, radius=radius)
+    return Targets(targets.labels[0], targets.boxes[0])
 
 
 def centerness(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -74,10 +106,11 @@ def detection_loss(
     boxes: list[torch.Tensor],
     labels: list[torch.Tensor],
 ) -> dict[str, torch.Tensor]:
-    """Losses for a batch; ``loss`` is their sum. Inputs are the model outputs in float32."""
-    targets = [assign(points, b, lab) for b, lab in zip(boxes, labels, strict=True)]
-    t_labels = torch.stack([t.labels for t in targets])  # [B, K]
-    t_boxes = torch.stack([t.boxes for t in targets])  # [B, K, 4]
+    """Losses for a batch; ``loss`` is their sum. Inputs are the model outputs in float32;
+    ``boxes`` / ``labels`` per image, on any device."""
+    padded_boxes, padded_labels = pad_targets(boxes, labels, cls_logits.device)
+    targets = assign_batch(points, padded_boxes, padded_labels)
+    t_labels, t_boxes = targets.labels, targets.boxes  # [B, K], [B, K, 4]
     pos = t_labels >= 0
     num_pos = max(1.0, float(pos.sum()))
     one_hot = torch.zeros_like(cls_logits)

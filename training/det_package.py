@@ -7,6 +7,7 @@ alignment yet, so it is stated in the description and in metrics.json (``letterb
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,35 @@ from training.package import fresh_stage, provenance, save_and_install
 PR_FILE = "precision_recall.png"
 METRICS_FILE = "metrics.json"
 LETTERBOX = {"align": "center", "pad_value": PAD_VALUE, "resample": "bilinear (Pillow)"}
+
+
+def describe_set(annotation_file: Path) -> str:
+    """``path`` plus, for a set from ``vision data-scenes``, the options that regenerate it."""
+    try:
+        info = json.loads(Path(annotation_file).read_text()).get("info", {})
+    except (OSError, ValueError):
+        return str(annotation_file)
+    config = info.get("config", {})
+    if info.get("generator") != "training.scenes" or not config:
+        return str(annotation_file)
+    side = lambda r: f"{r[0]}" if r[0] == r[1] else f"{r[0]}-{r[1]}"  # noqa: E731
+    size = side(config["height"])
+    if config["height"] != config["width"]:
+        size = f"{side(config['width'])}x{side(config['height'])}"
+    return (
+        f"{annotation_file} (vision data-scenes --split {config['split']} --num-images "
+        f"{config['num_images']} --size {size} --seed {config['seed']}; backgrounds "
+        f"{', '.join(info.get('backgrounds', []))}; {info.get('item_source', '')})"
+    )
+
+
+def describe_model(config: dict) -> str:
+    return (
+        "FCOS-style anchor-free detector (ResNet basic-block backbone, widths "
+        f"{','.join(map(str, config['widths']))}, depths {','.join(map(str, config['depths']))};"
+        f" FPN {config['fpn_width']} channels, strides 8/16/32; {config['head_convs']}-conv"
+        " shared head)"
+    )
 
 
 def parity_images(val: DetectionData, seed: int) -> np.ndarray:
@@ -99,8 +129,8 @@ def write_detection_package(
         version=args.version,
         description=args.description
         or (
-            f"FCOS-style anchor-free detector {summary['model_config']}; input uint8 NHWC RGB "
-            f"letterboxed CENTRED (pad {PAD_VALUE}); output detections [N, K, 4 + C] without NMS"
+            f"{describe_model(summary['model_config'])}; input uint8 NHWC RGB letterboxed "
+            f"CENTRED (pad {PAD_VALUE}); output detections [N, K, 4 + C] without NMS"
         ),
         input=InputSpec(width=width, height=height, resize="letterbox", pad_value=PAD_VALUE),
         labels=list(test_data.classes),
@@ -117,7 +147,10 @@ def write_detection_package(
             ),
         ],
         provenance=provenance(
-            summary, args.seed, f"train: {summary['train_data']}; test: {args.test}"
+            summary,
+            args.seed,
+            f"train: {summary['train_data']}, {describe_set(args.train)};"
+            f" test: {describe_set(args.test)}",
         ),
     )
     return save_and_install(package, stage, args.output_dir / args.name)

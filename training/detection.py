@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 
@@ -25,12 +26,29 @@ from training.det_eval import coco_evaluate
 from training.det_loss import detection_loss
 from training.det_model import DetectionServingWrapper, Detector
 from training.engine import BestEpoch, build_optimizer, warmup_cosine
+from training.package import frameworks
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when PyTorch sees a GPU, else the CPU; ``cuda`` without one is an error."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def get_dataset(args: argparse.Namespace) -> tuple[DetectionData, DetectionData, DetectionData]:
-    full = load_detection_data(args.train, args.image_size, args.limit)
+    threads = getattr(args, "load_threads", 1)
+    full = load_detection_data(args.train, args.image_size, args.limit, threads=threads)
     train, val = split_data(full, args.val_fraction, args.seed)
-    test = load_detection_data(args.test, args.image_size, args.test_limit)
+    test = load_detection_data(args.test, args.image_size, args.test_limit, threads=threads)
     if test.classes != train.classes:
         raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
     return train, val, test
@@ -46,7 +64,8 @@ def train_one_epoch(
     generator: torch.Generator,
 ) -> dict[str, float]:
     wrapper.train()
-    sums = {"loss": 0.0, "cls": 0.0, "box": 0.0, "ctr": 0.0}
+    device = wrapper.points.device
+    sums = {k: torch.zeros((), device=device) for k in ("loss", "cls", "box", "ctr")}
     steps = math.ceil(len(data) / args.batch_size)
     if args.max_steps:
         steps = min(steps, args.max_steps)
@@ -57,11 +76,12 @@ def train_one_epoch(
         generator=generator,
         flip=args.flip,
         scale_jitter=args.scale_jitter,
+        device=device,
     )
     bar = tqdm(stream, total=steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     done = 0
     for images, boxes, labels in bar:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             cls, deltas, ctr = wrapper.model(wrapper.normalise(images))
         losses = detection_loss(
             cls.float(), deltas.float(), ctr.float(), wrapper.points, boxes, labels
@@ -73,18 +93,21 @@ def train_one_epoch(
         scheduler.step()
         done += 1
         for k in sums:
-            sums[k] += float(losses[k].detach())
-        bar.set_postfix(loss=f"{sums['loss'] / done:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
+            sums[k] += losses[k].detach()
+        if done % 20 == 0:  # reading the loss waits for the GPU: not every step
+            loss = float(sums["loss"]) / done
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{scheduler.get_last_lr()[0]:.3g}")
         if done >= steps:
             break
     bar.close()
-    return {f"train_{k}": v / max(1, done) for k, v in sums.items()} | {"steps": done}
+    return {f"train_{k}": float(v) / max(1, done) for k, v in sums.items()} | {"steps": done}
 
 
 @torch.inference_mode()
 def evaluate(wrapper: DetectionServingWrapper, data: DetectionData) -> dict[str, float]:
     wrapper.eval()
-    report = coco_evaluate(data, lambda x: wrapper(torch.from_numpy(x)).numpy())
+    device = wrapper.points.device
+    report = coco_evaluate(data, lambda x: wrapper(torch.from_numpy(x).to(device)).cpu().numpy())
     return report.metrics
 
 
@@ -104,7 +127,9 @@ def train(args: argparse.Namespace, command: str) -> Path:
     model = Detector(
         len(train_data.classes), args.widths, args.depths, args.fpn_width, args.head_convs
     )
-    wrapper = DetectionServingWrapper(model, size, size)
+    device = resolve_device(args.device)
+    wrapper = DetectionServingWrapper(model, size, size).to(device)
+    print(f"device: {device_label(device)}")
     optimizer = build_optimizer(model, args.optimizer, args.lr, args.momentum, args.weight_decay)
     steps = math.ceil(len(train_data) / args.batch_size)
     if args.max_steps:
@@ -114,6 +139,16 @@ def train(args: argparse.Namespace, command: str) -> Path:
         optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
     )
     generator = torch.Generator().manual_seed(args.seed)
+    summary: dict = {
+        "command": command,
+        "training_time_s": None,  # set when training ends
+        "device": device_label(device),
+        "threads": torch.get_num_threads(),
+        "framework": frameworks(),
+        "model_config": model.config,
+        "train_data": f"{args.train} ({len(train_data)} images after the validation split)",
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     tracker = BestEpoch(run_dir, "val_map")
     train_start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
@@ -121,6 +156,12 @@ def train(args: argparse.Namespace, command: str) -> Path:
         row: dict[str, float] = {"epoch": epoch}
         row |= train_one_epoch(wrapper, train_data, optimizer, scheduler, args, epoch, generator)
         t1 = time.perf_counter()
+        if epoch % args.eval_every and epoch != args.epochs:
+            tqdm.write(
+                f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
+                f" {t1 - t0:.0f}s, {row['steps'] * args.batch_size / (t1 - t0):.1f} img/s"
+            )
+            continue
         row |= {f"val_{k}": v for k, v in evaluate(wrapper, val_data).items()}
         row["train_time_s"] = round(t1 - t0, 2)
         row["images_per_s"] = round(row["steps"] * args.batch_size / (t1 - t0), 1)
@@ -133,33 +174,75 @@ def train(args: argparse.Namespace, command: str) -> Path:
             f" mAP50 {row['val_map50']:.4f} (best {best['val_map']:.4f} @ {int(best['epoch'])})"
             f" {row['epoch_time_s']:.0f}s, {row['images_per_s']} img/s"
         )
-        if args.patience and tracker.stale >= args.patience:
-            tqdm.write(f"early stop: no val mAP improvement for {tracker.stale} epochs")
+        if args.patience and tracker.stale * args.eval_every >= args.patience:
+            tqdm.write(f"early stop: no val mAP improvement in {tracker.stale} evaluations")
             break
     training_time = time.perf_counter() - train_start
     best = tracker.best
+    wrapper.cpu()  # export and parity run on the CPU, as onnxruntime does
     tracker.restore(model)
-    summary = {
-        "command": command,
-        "training_time_s": round(training_time, 1),
-        "threads": torch.get_num_threads(),
-        "best_epoch": int(best["epoch"]),
-        "model_config": model.config,
-        "train_data": f"{args.train} ({len(train_data)} images after the validation split)",
-    }
+    summary |= {"training_time_s": round(training_time, 1), "best_epoch": int(best["epoch"])}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return package(args, wrapper, summary, run_dir, (val_data, test_data), best)
+
+
+def package(
+    args: argparse.Namespace,
+    wrapper: DetectionServingWrapper,
+    summary: dict,
+    run_dir: Path,
+    data: tuple[DetectionData, DetectionData],
+    best: dict[str, float],
+) -> Path:
+    """Export, parity, test evaluation and ``model_store/<name>/`` for the ``best`` epoch."""
     from training.det_package import write_detection_package
 
-    val_metrics = {k[4:]: v for k, v in best.items() if k.startswith("val_")}
     return write_detection_package(
         args=args,
         wrapper=wrapper,
         summary=summary,
         run_dir=run_dir,
-        val_data=val_data,
-        test_data=test_data,
-        val_metrics=val_metrics,
+        val_data=data[0],
+        test_data=data[1],
+        val_metrics={k[4:]: v for k, v in best.items() if k.startswith("val_")},
     )
+
+
+def recorded_args(command: str) -> argparse.Namespace:
+    """The ``train-detector`` options of a recorded command line."""
+    from training.det_args import add_train_args
+
+    words = shlex.split(command)
+    if "train-detector" not in words:
+        raise SystemExit(f"not a train-detector command: {command!r}")
+    parser = add_train_args(argparse.ArgumentParser(prog="train-detector"))
+    return parser.parse_args(words[words.index("train-detector") + 1 :])
+
+
+def package_from_run(run_dir: Path, test: Path | None = None) -> Path:
+    """Package a finished run's ``best.pt`` again (say, after packaging failed or on another
+    machine): the run's recorded command gives the data, model and package options; ``test``
+    replaces its test set. Export, parity, test evaluation and packaging as after training."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    args = recorded_args(summary["command"])
+    if test is not None:
+        args.test = test
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "val_map" in r]
+    if not rows:
+        raise SystemExit(f"{run_dir}: no validated epoch yet")
+    best = max(rows, key=lambda r: r["val_map"])
+    summary["best_epoch"] = int(best["epoch"])
+    if summary.get("training_time_s") is None:
+        raise SystemExit(f"{run_dir}: training did not finish (no training_time_s)")
+    _, val_data, test_data = get_dataset(args)
+    model = Detector(**summary["model_config"])
+    checkpoint = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=True)
+    if checkpoint["epoch"] != best["epoch"]:
+        raise SystemExit(f"best.pt is epoch {checkpoint['epoch']}, metrics say {best['epoch']}")
+    model.load_state_dict(checkpoint["model"])
+    wrapper = DetectionServingWrapper(model, args.image_size, args.image_size)
+    return package(args, wrapper, summary, run_dir, (val_data, test_data), best)
 
 
 def main(args: argparse.Namespace, command: str = "") -> Path:

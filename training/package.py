@@ -62,7 +62,8 @@ def git_commit() -> str:
     return head + ("+dirty" if status.strip() else "")
 
 
-def hardware(threads: int) -> str:
+def hardware(threads: int, device: str | None = None) -> str:
+    """This machine's CPU; with ``device`` (a run's ``cuda (...)``), where training ran."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -71,7 +72,10 @@ def hardware(threads: int) -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores; torch device cpu, {threads} threads"
+    here = f"{cpu}, {os.cpu_count()} cores"
+    if device and not device.startswith("cpu"):
+        return f"trained on {device}, {threads} CPU threads; exported and evaluated on {here}"
+    return f"{here}; torch device cpu, {threads} threads"
 
 
 def frameworks() -> dict[str, str]:
@@ -91,7 +95,8 @@ def frameworks() -> dict[str, str]:
 
 def provenance(summary: dict, seed: int, data: str, commit: str | None = None) -> Provenance:
     """The package's provenance from a run's summary (``command``, ``training_time_s``,
-    ``threads``); ``commit`` defaults to the current ``git_commit()``."""
+    ``threads``, optional ``device`` and training ``framework`` versions); ``commit`` defaults
+    to the current ``git_commit()``."""
     return Provenance(
         command=summary["command"],
         seed=seed,
@@ -99,9 +104,16 @@ def provenance(summary: dict, seed: int, data: str, commit: str | None = None) -
         git_commit=commit or git_commit(),
         date=datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         training_time_s=float(summary["training_time_s"]),
-        hardware=hardware(int(summary["threads"])),
-        framework=frameworks(),
+        hardware=hardware(int(summary["threads"]), summary.get("device")),
+        framework=_framework(summary.get("framework", {})),
     )
+
+
+def _framework(training: dict[str, str]) -> dict[str, str]:
+    """This machine's versions (export, evaluation), plus ``training_<name>`` for each version
+    the training machine had that differs."""
+    here = frameworks()
+    return here | {f"training_{k}": v for k, v in training.items() if here.get(k) != v}
 
 
 def fresh_stage(run_dir: Path) -> Path:

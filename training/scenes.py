@@ -200,10 +200,52 @@ def degrade(image: np.ndarray, index: int, config: SceneConfig) -> bytes:
     return buf.getvalue()
 
 
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(out: Path, config: SceneConfig) -> None:
+    grey, labels, _ = load_items(config.split)
+    photos = {name: load_background(name) for name in BACKGROUNDS[config.split]}
+    _WORKER.update(out=out, config=config, items=(grey, labels), photos=photos)
+
+
+def _render(index: int) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Write scene ``index`` (JPEG + label PNG); its image record, annotations (ids 0), rejects."""
+    out, config = _WORKER["out"], _WORKER["config"]
+    scene = make_scene(index, config, _WORKER["items"], _WORKER["photos"])
+    name = f"{index:06d}"
+    (out / "images" / f"{name}.jpg").write_bytes(degrade(scene.image, index, config))
+    Image.fromarray(scene.semantic).save(out / "semantic" / f"{name}.png")
+    height, width = scene.semantic.shape
+    image_id = index + 1
+    record = {
+        "id": image_id,
+        "file_name": f"{name}.jpg",
+        "height": height,
+        "width": width,
+        "background": scene.background,
+    }
+    annotations = [
+        instance_annotation(
+            0, image_id, int(label) + 1, mask, visible_fraction=round(float(visible), 4)
+        )
+        for mask, label, visible in zip(scene.masks, scene.labels, scene.visible, strict=True)
+    ]
+    return record, annotations, scene.rejected
+
+
 def generate(
-    out: Path, config: SceneConfig, *, progress: bool = False, overwrite: bool = False
+    out: Path,
+    config: SceneConfig,
+    *,
+    progress: bool = False,
+    overwrite: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Write ``config.num_images`` scenes under ``out`` (layout in the module docstring)."""
+    """Write ``config.num_images`` scenes under ``out`` (layout in the module docstring).
+
+    ``workers`` > 1 renders scenes in that many processes; the files are the same either way
+    (each scene has its own seed, and annotation ids are given in image order afterwards)."""
     from tqdm import tqdm
 
     annotation_file = out / "annotations.json"
@@ -213,38 +255,24 @@ def generate(
         if overwrite and (out / sub).is_dir():
             shutil.rmtree(out / sub)
         (out / sub).mkdir(parents=True, exist_ok=True)
-    grey, labels, classes = load_items(config.split)
-    photos = {name: load_background(name) for name in BACKGROUNDS[config.split]}
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    rejected = 0
-    for index in tqdm(range(config.num_images), desc="scenes", disable=not progress):
-        scene = make_scene(index, config, (grey, labels), photos)
-        name = f"{index:06d}"
-        (out / "images" / f"{name}.jpg").write_bytes(degrade(scene.image, index, config))
-        Image.fromarray(scene.semantic).save(out / "semantic" / f"{name}.png")
-        height, width = scene.semantic.shape
-        image_id = index + 1
-        images.append(
-            {
-                "id": image_id,
-                "file_name": f"{name}.jpg",
-                "height": height,
-                "width": width,
-                "background": scene.background,
-            }
-        )
-        for mask, label, visible in zip(scene.masks, scene.labels, scene.visible, strict=True):
-            annotations.append(
-                instance_annotation(
-                    len(annotations) + 1,
-                    image_id,
-                    int(label) + 1,
-                    mask,
-                    visible_fraction=round(float(visible), 4),
-                )
-            )
-        rejected += scene.rejected
+    indices = range(config.num_images)
+    bar = dict(total=config.num_images, desc="scenes", disable=not progress)
+    if workers > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, _init_worker, (out, config)) as pool:
+            rendered = list(tqdm(pool.imap(_render, indices, chunksize=8), **bar))
+    else:
+        _init_worker(out, config)
+        rendered = [_render(i) for i in tqdm(indices, **bar)]
+        _WORKER.clear()
+    classes = list(_class_names())
+    images = [record for record, _, _ in rendered]
+    annotations = [ann for _, anns, _ in rendered for ann in anns]
+    for number, ann in enumerate(annotations, start=1):
+        ann["id"] = number
+    rejected = sum(r for _, _, r in rendered)
     info = {
         "description": "synthetic scenes: Fashion-MNIST items pasted on bundled photos",
         "generator": "training.scenes",
@@ -259,3 +287,9 @@ def generate(
         "instances": len(annotations),
         "rejected_pastes": rejected,
     }
+
+
+def _class_names() -> list[str]:
+    from training.data import FASHION_MNIST_CLASSES
+
+    return list(FASHION_MNIST_CLASSES)
