@@ -128,10 +128,19 @@ def _export_detector(args: argparse.Namespace) -> int:
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
-    from training.det_package import evaluate_package
+    from training.det_package import evaluate_package, evaluate_service
 
-    png = args.png or Path("runs") / "evaluate" / args.package.name / "precision_recall.png"
-    print(json.dumps(evaluate_package(args.package, args.annotations, args.limit, png), indent=2))
+    if (args.package is None) == (args.url is None):
+        raise SystemExit("evaluate-detector: give a package directory or --url, not both")
+    name = args.package.name if args.package else (args.model or "service")
+    png = args.png or Path("runs") / "evaluate" / name / "precision_recall.png"
+    if args.package:
+        report = evaluate_package(args.package, args.annotations, args.limit, png)
+    else:
+        report = evaluate_service(
+            args.url, args.annotations, args.model, args.limit, args.concurrency, png
+        )
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -234,10 +243,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_export_detector)
 
     p = subparsers.add_parser(
-        "evaluate-detector", help="COCO mAP of a detection package's ONNX model"
+        "evaluate-detector",
+        help="COCO mAP of a detection package's ONNX model, or of a running service (--url)",
     )
-    p.add_argument("package", type=Path, help="model package directory (model.json)")
+    p.add_argument("package", type=Path, nargs="?", default=None, help="model package directory")
     p.add_argument("--annotations", type=Path, required=True, help="COCO annotations JSON")
+    p.add_argument("--url", default=None, help="score a running service's POST /detect instead")
+    p.add_argument("--model", default=None, help="with --url: the model (default detector)")
+    p.add_argument("--concurrency", type=int, default=8, help="with --url: requests in flight")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--png", type=Path, default=None, help="precision-recall PNG path")
     p.set_defaults(func=_evaluate_detector)

@@ -97,37 +97,110 @@ def detections_for(
 
 def coco_evaluate(data: DetectionData, predict: Predict, **kwargs: Any) -> DetectionReport:
     """mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP of ``predict`` on ``data``."""
+    results = detections_for(data, predict, **kwargs)
+    return score_results(data.annotation_file, list(data.image_ids), data.classes, results)
+
+
+def score_results(
+    annotation_file: Path, image_ids: list[int], classes: list[str], results: list[dict]
+) -> DetectionReport:
+    """pycocotools ``COCOeval`` (bbox) of COCO ``results`` on ``image_ids`` of a set."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    results = detections_for(data, predict, **kwargs)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(data.annotation_file))
+        gt = COCO(str(annotation_file))
         dt = gt.loadRes(results) if results else COCO()
         evaluator = COCOeval(gt, dt, "bbox")
-        evaluator.params.imgIds = list(data.image_ids)
+        evaluator.params.imgIds = list(image_ids)
         if results:
             evaluator.evaluate()
             evaluator.accumulate()
             evaluator.summarize()
     if not results:
-        k = len(data.classes)
-        empty = np.zeros((10, 101, k, 4, 3))
-        return DetectionReport(len(data), 0.0, 0.0, 0.0, dict.fromkeys(data.classes, 0.0), empty)
+        empty = np.zeros((10, 101, len(classes), 4, 3))
+        return DetectionReport(len(image_ids), 0.0, 0.0, 0.0, dict.fromkeys(classes, 0.0), empty)
     precision = evaluator.eval["precision"]  # [T, R, K, A, M]; -1 = no ground truth
     per_class = {}
-    for k, name in enumerate(data.classes):
+    for k, name in enumerate(classes):
         p = precision[:, :, k, 0, -1]
         per_class[name] = round(float(p[p > -1].mean()), 6) if (p > -1).any() else float("nan")
     stats = evaluator.stats
     return DetectionReport(
-        len(data),
+        len(image_ids),
         round(float(stats[0]), 6),
         round(float(stats[1]), 6),
         round(float(stats[2]), 6),
         per_class,
         precision,
     )
+
+
+def http_results(
+    annotation_file: Path,
+    url: str,
+    *,
+    model: str | None = None,
+    limit: int | None = None,
+    concurrency: int = 8,
+    timeout_s: float = 60.0,
+) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+    """Send every image of a COCO set to a running service's ``POST /detect`` (with the
+    evaluation thresholds) and turn the answers into COCO results: (image ids, classes,
+    results). Labels map to the set's categories by name; the service's boxes are already in
+    the original image's pixels. Any non-200 answer is an error."""
+    import asyncio
+
+    import httpx
+    from tqdm import tqdm
+
+    from training.coco import load_coco
+
+    coco = load_coco(annotation_file)
+    count = len(coco) if limit is None else min(limit, len(coco))
+    category = dict(zip(coco.classes, coco.category_ids, strict=True))
+    fields = {
+        "score_threshold": str(EVAL_SCORE_THRESHOLD),
+        "iou_threshold": str(EVAL_IOU_THRESHOLD),
+        "max_detections": str(EVAL_MAX_DETECTIONS),
+    } | ({"model": model} if model else {})
+
+    async def run() -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        gate = asyncio.Semaphore(concurrency)
+        bar = tqdm(total=count, desc="detect", unit="img")
+        async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as client:
+
+            async def one(i: int) -> None:
+                entry = coco[i]
+                async with gate:
+                    response = await client.post(
+                        "/detect",
+                        data=fields,
+                        files={"image": (entry.file_name, coco.path(i).read_bytes())},
+                    )
+                bar.update()
+                if response.status_code != 200:
+                    raise RuntimeError(f"{entry.file_name}: {response.status_code} {response.text}")
+                for det in response.json()["detections"]:
+                    if det["label"] not in category:
+                        raise RuntimeError(f"label {det['label']!r} is not a category of the set")
+                    x1, y1, x2, y2 = det["box"]
+                    results.append(
+                        {
+                            "image_id": entry.id,
+                            "category_id": category[det["label"]],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "score": det["score"],
+                        }
+                    )
+
+            await asyncio.gather(*(one(i) for i in range(count)))
+        bar.close()
+        return results
+
+    results = asyncio.run(run())
+    return [coco[i].id for i in range(count)], list(coco.classes), results
 
 
 def plot_pr_curves(

@@ -170,3 +170,24 @@ def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, pn
     png.parent.mkdir(parents=True, exist_ok=True)
     plot_pr_curves(report, data.classes, png, f"{package.name}: mAP {report.map:.4f}")
     return report.as_json() | {"png": str(png)}
+
+
+def evaluate_service(
+    url: str,
+    annotations: Path,
+    model: str | None,
+    limit: int | None,
+    concurrency: int,
+    png: Path,
+) -> dict:
+    """COCO-evaluate a running service's ``POST /detect`` on a COCO set (images sent as files,
+    boxes scored in the original image's pixels); writes the PR PNG."""
+    from training.det_eval import http_results, score_results
+
+    image_ids, classes, results = http_results(
+        annotations, url, model=model, limit=limit, concurrency=concurrency
+    )
+    report = score_results(annotations, image_ids, classes, results)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_pr_curves(report, classes, png, f"{url} {model or ''}: mAP {report.map:.4f}")
+    return report.as_json() | {"url": url, "png": str(png)}
