@@ -277,3 +277,7 @@ def test_cli_data_scenes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(FileExistsError):
         main(argv)
     assert main([*argv, "--overwrite"]) == 0
+    first = (tmp_path / "annotations.json").read_bytes()
+    # `data scenes` is the same command
+    assert main(["data", "scenes", *argv[1:], "--overwrite", "--workers", "2"]) == 0
+    assert (tmp_path / "annotations.json").read_bytes() == first

@@ -260,6 +260,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate seeded synthetic detection/segmentation scenes (COCO JSON + label PNGs)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_scenes_args(p)
+    data = subparsers.add_parser("data", help="data set generators (data scenes = data-scenes)")
+    p = data.add_subparsers(dest="generator", required=True).add_parser(
+        "scenes",
+        help="the same as data-scenes",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_scenes_args(p)
+
+
+def _add_scenes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--num-images", type=int, default=1000)
