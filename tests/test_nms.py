@@ -11,6 +11,8 @@ from service.ops import nms as nms_mod
 from service.ops.boxes import (
     box_area,
     clip_boxes,
+    clip_to_image,
+    inside_fraction_mask,
     pairwise_iou,
     remove_degenerate,
     scale_boxes,
@@ -251,6 +253,18 @@ def test_boxes_outside_the_image_are_clipped_and_dropped() -> None:
     scores = np.asarray(PP_SCORES, np.float32)[valid]
     res = postprocess_detections(boxes[valid], scores, score_threshold=0.1)
     assert valid[res.keep].tolist() == [0, 1, 4]
+
+
+def test_boxes_mostly_outside_the_image_are_dropped_not_clipped_to_slivers() -> None:
+    # image 100x50; box 1 is 90% below the image (a sliver after clipping), box 2 half inside,
+    # box 3 is NaN, box 4 has zero area
+    boxes = f32([[10, 10, 40, 40], [10, 45, 40, 95], [60, 30, 90, 70], [0, 0, 1, 1], [5, 5, 5, 9]])
+    boxes[3, 2] = np.nan
+    clipped, keep = clip_to_image(boxes, 100, 50, min_inside=0.5)
+    assert keep.tolist() == [True, False, True, False, False]
+    assert clipped[2].tolist() == [60, 30, 90, 50]
+    assert clip_to_image(boxes, 100, 50, min_inside=0.05)[1].tolist()[:3] == [True] * 3
+    assert inside_fraction_mask(boxes[:3], clipped[:3], 0.6).tolist() == [True, False, False]
 
 
 def test_postprocess_accepts_scores_and_class_ids() -> None:

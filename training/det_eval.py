@@ -2,9 +2,10 @@
 
 ``predict`` is any function from uint8 letterboxed images ``[B, S, S, 3]`` to the model's
 ``detections`` ``[B, K, 4 + C]`` (the exported ONNX session, or the PyTorch serving wrapper for
-validation). Each image then goes through ``service.ops.nms.postprocess_detections`` and
-``service.ops.boxes.unletterbox`` + ``clip_boxes`` back to original pixels, exactly the service's
-path, and pycocotools' ``COCOeval`` scores the result against the set's own annotation file.
+validation). Each image then goes the service's way: ``service.ops.boxes.unletterbox`` back to
+original pixels, ``clip_to_image`` (clip; drop boxes mostly outside the image), then
+``service.ops.nms.postprocess_detections``; pycocotools' ``COCOeval`` scores the result against
+the set's own annotation file.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from service.ops.boxes import clip_boxes, unletterbox
+from service.ops.boxes import clip_to_image, unletterbox
 from service.ops.nms import postprocess_detections
+from service.tasks.detection import MIN_INSIDE_FRACTION
 from training.det_data import DetectionData
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -70,8 +72,13 @@ def detections_for(
         out = predict(data.images[start : start + batch_size].numpy())
         for j, raw in enumerate(out):
             i = start + j
-            boxes = np.ascontiguousarray(raw[:, :4], dtype=np.float32)
-            scores = np.ascontiguousarray(raw[:, 4:], dtype=np.float32)
+            geo, entry = data.geometry[i], data.coco[i]
+            predicted = unletterbox(
+                np.ascontiguousarray(raw[:, :4], dtype=np.float32), geo.scale, geo.pad_x, geo.pad_y
+            )
+            boxes, valid = clip_to_image(predicted, entry.width, entry.height, MIN_INSIDE_FRACTION)
+            boxes = boxes[valid]
+            scores = np.ascontiguousarray(raw[valid, 4:], dtype=np.float32)
             kept = postprocess_detections(
                 boxes,
                 scores,
@@ -79,10 +86,7 @@ def detections_for(
                 iou_threshold=iou_threshold,
                 max_detections=max_detections,
             )
-            geo, entry = data.geometry[i], data.coco[i]
-            original = unletterbox(boxes[kept.keep], geo.scale, geo.pad_x, geo.pad_y)
-            original = clip_boxes(original, entry.width, entry.height)
-            for box, score, cls in zip(original, kept.scores, kept.class_ids, strict=True):
+            for box, score, cls in zip(boxes[kept.keep], kept.scores, kept.class_ids, strict=True):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 results.append(
                     {

@@ -101,3 +101,28 @@ def nondegenerate_mask(boxes: np.ndarray, min_size: float = 0.0) -> np.ndarray:
 def remove_degenerate(boxes: np.ndarray, min_size: float = 0.0) -> np.ndarray:
     """Indices of the boxes whose width and height are both > `min_size`."""
     return np.flatnonzero(nondegenerate_mask(boxes, min_size)).astype(np.int64)
+
+
+def inside_fraction_mask(
+    boxes: np.ndarray, clipped: np.ndarray, min_fraction: float = 0.5
+) -> np.ndarray:
+    """Boolean [N]: boxes with at least `min_fraction` of their area left after clipping
+    (`clipped` = `clip_boxes(boxes, ...)`). A detector predicts the visible extent of an
+    object, so a box mostly outside the image (say, in the letterbox padding) is noise that
+    clipping would otherwise turn into a sliver along the border."""
+    check_boxes(boxes)
+    check_boxes(clipped)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    return (area > 0) & (kept >= min_fraction * area)
+
+
+def clip_to_image(
+    boxes: np.ndarray, width: float, height: float, min_inside: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """(clipped boxes, boolean [N] of those to keep): finite, non-degenerate after clipping,
+    and with at least `min_inside` of the predicted area inside the image. The service and the
+    training evaluation both go through this."""
+    clipped = clip_boxes(boxes, width, height)
+    valid = np.isfinite(boxes).all(axis=1) & nondegenerate_mask(clipped)
+    return clipped, valid & inside_fraction_mask(boxes, clipped, min_inside)

@@ -1,7 +1,8 @@
 """Detection: [K, 4 + C] decoded boxes + class scores (no NMS in the graph) -> NMS'd boxes.
 
 Boxes leave in the ORIGINAL (EXIF-upright) image's pixels: model input -> undo the
-letterbox/stretch -> undo reduced-scale decoding -> clip to the image -> NMS per request.
+letterbox/stretch -> undo reduced-scale decoding -> clip to the image (dropping boxes that
+were mostly outside it, `MIN_INSIDE_FRACTION`) -> NMS per request.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from service.imaging import DecodedImage
 from service.model_package import DetectionPost
-from service.ops.boxes import clip_boxes, nondegenerate_mask, scale_boxes, unletterbox
+from service.ops.boxes import clip_to_image, scale_boxes, unletterbox
 from service.ops.nms import postprocess_detections
 from service.preprocess import InputTransform
 from service.render import draw_detections
 from service.results import Detections
 from service.tasks.base import TaskModel
+
+MIN_INSIDE_FRACTION = 0.5  # of a predicted box's area that must lie inside the image
 
 
 def parse_classes(value: object, labels: Sequence[str]) -> frozenset[int] | None:
@@ -129,9 +132,8 @@ class DetectionModel(TaskModel[DetectParams, Detections]):
             raise ValueError(
                 f"model output {out.shape} is not [K, 4 + {len(labels)}] (model.json labels)"
             )
-        boxes = model_to_source(out[:, :4], transform, image.scale)
-        boxes = clip_boxes(boxes, image.width, image.height)
-        valid = nondegenerate_mask(boxes) & np.isfinite(boxes).all(axis=1)
+        predicted = model_to_source(out[:, :4], transform, image.scale)
+        boxes, valid = clip_to_image(predicted, image.width, image.height, MIN_INSIDE_FRACTION)
         boxes, scores = boxes[valid], out[valid, 4:]
         config = self.config
         kept = postprocess_detections(
