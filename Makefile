@@ -51,8 +51,11 @@ format: $(VENV)/.all
 	$(VENV)/bin/ruff check --fix service training tests load_tests
 	$(VENV)/bin/ruff format service training tests load_tests
 
+# The classifier (POST /classify), then the detector (POST /detect, a generated test scene;
+# plot docs/bench_detect.png), then NMS; each appends its section to docs/BENCHMARKS.md.
 bench: $(VENV)/.all
 	$(VENV)/bin/vision bench
+	$(VENV)/bin/vision bench --model scenes-detector --concurrency 1,8,32 --modes on,off,local
 	$(PY) -m service.bench_nms
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).

@@ -1,16 +1,22 @@
-"""`vision bench` (`make bench`): the serving benchmark of the bundled classifier, in one run.
+"""`vision bench` (`make bench`): the serving benchmark of a bundled model, in one run.
 
 1. raw ONNX Runtime throughput by batch size, with the runner's session settings;
 2. a real server (service.serverproc) per mode: the runner with adaptive batching on, then off,
-   then ONNX in the HTTP workers (VISION_EXECUTION=local); against
-   each, a closed-loop aiohttp client (bench_load) posts a real JPEG photo (and a 28x28
-   Fashion-MNIST-like PNG) at each concurrency level, scraping /metrics before and after to
-   get the runner's batch sizes and the pipeline's stage split;
-3. prints markdown tables and the targets, appends them to docs/BENCHMARKS.md and plots
-   docs/bench_classify.png.
+   then ONNX in the HTTP workers (VISION_EXECUTION=local); against each, a closed-loop aiohttp
+   client (bench_load) posts the request images to the model's endpoint (by its task:
+   classification -> POST /classify, detection -> POST /detect) at each concurrency level,
+   scraping /metrics before and after to get the runner's batch sizes and the pipeline's
+   stage split;
+3. prints markdown tables (and, for the classifier, the targets), appends them to
+   docs/BENCHMARKS.md and plots docs/bench_classify.png or docs/bench_detect.png.
 
-Torch-free: runs from the serving install plus aiohttp (BentoML's) and, for the plot and the
-photo, matplotlib and scikit-image (dev extra).
+Per-task defaults (TASK_DEFAULTS): the classifier gets a real JPEG photo and a 28x28
+Fashion-MNIST PNG; the detector a generated test scene (training.scenes) and smaller raw
+batches (a 320x320 batch of 128 takes seconds on a CPU).
+
+Torch-free for the classifier: runs from the serving install plus aiohttp (BentoML's) and, for
+the plot and the photo, matplotlib and scikit-image (dev extra). The `scene` image needs the
+train extra; without it the photo is posted instead, and the report says so.
 """
 
 from __future__ import annotations
@@ -20,11 +26,12 @@ import datetime as dt
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service import bench_host as host
-from service.bench_http import run_server, say
+from service.bench_http import endpoint_for, run_server, say
 from service.bench_images import sample_images
 from service.bench_load import Request
 from service.bench_raw import RawResult, raw_throughput
@@ -54,6 +61,26 @@ SETTINGS_SHOWN = (
 )
 
 
+@dataclass(frozen=True)
+class TaskDefaults:
+    """What `vision bench` uses for a task unless the command line says otherwise."""
+
+    images: str  # --images
+    batch_sizes: tuple[int, ...]  # --batch-sizes (raw ONNX Runtime)
+    targets: bool  # the issue's serving targets (they are the classifier's)
+
+
+TASK_DEFAULTS = {
+    "classification": TaskDefaults("jpeg,png", (1, 8, 32, 128), targets=True),
+    "detection": TaskDefaults("scene", (1, 8, 32), targets=False),
+}
+
+
+def default_plot(endpoint: str) -> Path:
+    """docs/bench_classify.png, docs/bench_detect.png: one plot per endpoint."""
+    return ROOT / "docs" / f"bench_{endpoint.strip('/')}.png"
+
+
 def _ints(text: str) -> list[int]:
     values = [int(v) for v in text.split(",") if v.strip()]
     if not values or min(values) < 1:
@@ -68,9 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds per level (8; quick 2)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per level")
     p.add_argument("--concurrency", type=_ints, default=[1, 8, 32, 64])
-    p.add_argument("--batch-sizes", type=_ints, default=[1, 8, 32, 128], help="raw ORT batches")
+    p.add_argument(
+        "--batch-sizes",
+        type=_ints,
+        default=None,
+        help="raw ORT batches (classifier 1,8,32,128; detector 1,8,32)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--images", default="jpeg,png", help="request images: jpeg (photo), png")
+    p.add_argument(
+        "--images",
+        default=None,
+        help="request images: jpeg (photo), png (28x28), scene (generated detection scene); "
+        "default jpeg,png for a classifier, scene for a detector",
+    )
     p.add_argument(
         "--modes",
         default="on,off,local",
@@ -85,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra environment for the servers, e.g. VISION_HTTP_WORKERS=1",
     )
     p.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
-    p.add_argument("--plot", type=Path, default=ROOT / "docs" / "bench_classify.png")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="default docs/bench_classify.png or docs/bench_detect.png, by the endpoint",
+    )
     return p
 
 
@@ -109,13 +151,21 @@ def main(argv: list[str]) -> int:
     settings = effective_settings(env)
     package_dir = MODEL_STORE / args.model
     package = ModelPackage.load(package_dir)
+    endpoint = endpoint_for(package.task)
+    defaults = TASK_DEFAULTS[package.task]
+    image_names = [n.strip() for n in (args.images or defaults.images).split(",") if n.strip()]
+    batch_sizes = tuple(args.batch_sizes or defaults.batch_sizes)
+    plot_path = args.plot or default_plot(endpoint)
     names = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not names or set(names) - {"on", "off", "local"}:
         raise SystemExit(f"--modes takes on, off and/or local, got {args.modes!r}")
     modes = names
     started = dt.datetime.now(dt.UTC)
     load_start = host.load_average()
-    say(f"vision bench: {package.name} {package.version} on {host.machine()}")
+    say(
+        f"vision bench: {package.name} {package.version} ({package.task}, POST {endpoint}) on "
+        f"{host.machine()}"
+    )
     say(f"load average at start: {load_start}")
 
     import onnxruntime as ort
@@ -125,7 +175,7 @@ def main(argv: list[str]) -> int:
         package_dir,
         args.device,
         int(settings["runner_threads"]),
-        tuple(args.batch_sizes),
+        batch_sizes,
         repeats=3 if args.quick else 7,
         min_repeat_s=0.05 if args.quick else 0.2,
     )
@@ -135,17 +185,30 @@ def main(argv: list[str]) -> int:
             f"{r.images_per_s:9.0f} images/s"
         )
 
-    samples = sample_images(args.images.split(","))
+    samples = sample_images(image_names)
+    for name, sample in samples.items():
+        say(f"request {name}: {sample.description}")
     requests = {
-        name: Request("", *multipart_body("image", f"image.{name}", data, f"image/{name}"))
-        for name, (data, _) in samples.items()
+        name: Request(
+            "",
+            *multipart_body("image", f"image.{sample.extension}", sample.data, sample.content_type),
+        )
+        for name, sample in samples.items()
     }
     rows: list[LevelRow] = []
     served: dict[str, Any] = {}
     for image, template in requests.items():
         for mode in modes:
             level_rows, served = run_server(
-                args.model, args.concurrency, mode, image, template, overrides, duration, warmup
+                args.model,
+                args.concurrency,
+                mode,
+                image,
+                template,
+                overrides,
+                duration,
+                warmup,
+                endpoint,
             )
             rows += level_rows
     busiest = max((r.other_load for r in rows), default=0.0)
@@ -156,7 +219,10 @@ def main(argv: list[str]) -> int:
     ]
 
     raw_b1 = next((r.ms_per_batch for r in raw if r.batch == 1), None)
-    checks = [t for image in samples for t in targets(rows, raw_b1, image)]
+    checks = (
+        [t for image in samples for t in targets(rows, raw_b1, image)] if defaults.targets else []
+    )
+    extra_tables = [("Targets", targets_table(checks))] if checks else []
     facts = [
         ("date", started.strftime("%Y-%m-%d %H:%M UTC")),
         ("machine", host.machine()),
@@ -169,7 +235,7 @@ def main(argv: list[str]) -> int:
         ("onnxruntime", f"{ort.__version__}, providers {', '.join(providers)}"),
         (
             "model",
-            f"{package.name} {package.version} "
+            f"{package.name} {package.version}, {package.task} "
             f"(store tag {package.name}:{served.get('version', '?')}), "
             f"input {package.input.width}x{package.input.height} {package.input.layout} uint8",
         ),
@@ -179,7 +245,11 @@ def main(argv: list[str]) -> int:
             ", ".join(f"{k}={v}" for k, v in settings.items()) + f", device={args.device}",
         ),
         *([("responses after the window", ", ".join(late))] if late else []),
-        ("requests", "; ".join(f"{n}: {desc}" for n, (_, desc) in samples.items())),
+        (
+            "requests",
+            f"POST {endpoint} with default parameters; "
+            + "; ".join(f"{n}: {s.description}" for n, s in samples.items()),
+        ),
         (
             "load",
             f"closed-loop aiohttp clients on the same machine, {duration:g} s per level after "
@@ -192,16 +262,17 @@ def main(argv: list[str]) -> int:
             "Raw ONNX Runtime (median per batch)",
             raw_table([(r.batch, r.ms_per_batch) for r in raw]),
         ),
-        ("HTTP POST /classify", http_table(rows)),
-        ("Where the time goes (server-side means, ms)", stage_table(rows)),
-        ("Targets", targets_table(checks)),
+        (f"HTTP POST {endpoint}", http_table(rows)),
+        (f"Where the time goes, POST {endpoint} (server-side means, ms)", stage_table(rows)),
+        *extra_tables,
     ]
     text = section(f"{started:%Y-%m-%d %H:%M} UTC, {package.name} {package.version}", facts, tables)
     say("\n" + text)
     if not args.no_append:
         append(args.output, text)
-        plot(rows, args.plot, f"{package.name} {package.version}, {host.machine()}")
-        say(f"appended to {args.output}; plot {args.plot}")
+        title = f"{package.name} {package.version}, POST {endpoint}, {host.machine()}"
+        plot(rows, plot_path, title)
+        say(f"appended to {args.output}; plot {plot_path}")
     return 0
 
 

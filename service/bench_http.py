@@ -29,6 +29,17 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+# The REST endpoint `vision bench` posts to, by the package's task (shared/API.md).
+ENDPOINTS = {"classification": "/classify", "detection": "/detect"}
+
+
+def endpoint_for(task: str) -> str:
+    try:
+        return ENDPOINTS[task]
+    except KeyError:
+        raise ValueError(f"vision bench has no endpoint for task {task!r}") from None
+
+
 def _api_name(model: str) -> str:  # service.runner.api_name, without importing the runner
     return "infer_" + re.sub(r"[^a-z0-9_]", "_", model.lower())
 
@@ -42,6 +53,7 @@ def measure_level(
     duration: float,
     warmup: float,
     model: str,
+    endpoint: str,
 ) -> LevelRow:
     roots = {server.process.pid}
     before = host.cpu_snapshot(roots)
@@ -52,7 +64,7 @@ def measure_level(
     d = delta(parse_samples(result.metrics_before), parse_samples(result.metrics_after))
     api = _api_name(model)
     batch = histogram_mean(d, BATCH_METRIC, {"method_name": api}) if mode == "on" else None
-    gateway = histogram_mean(d, REQUEST_METRIC, {"service_name": "vision", "endpoint": "/classify"})
+    gateway = histogram_mean(d, REQUEST_METRIC, {"service_name": "vision", "endpoint": endpoint})
     runner = histogram_mean(
         d, REQUEST_METRIC, {"service_name": "vision-runner", "endpoint": f"/{api}"}
     )
@@ -85,6 +97,7 @@ def run_server(
     overrides: dict[str, str],
     duration: float,
     warmup: float,
+    endpoint: str,
 ) -> tuple[list[LevelRow], dict[str, Any]]:
     """A fresh server per (mode, image): the dispatcher's latency model adapts to past load
     (it keeps waiting as long as recent batches waited), so levels must not inherit the
@@ -101,12 +114,14 @@ def run_server(
             say(f"server, mode {mode}: ready in {time.perf_counter() - t0:.1f} s")
             info = json.loads(http_get_text(f"{server.url}/v1/models"))
             (served,) = [m for m in info["models"] if m["name"] == model]
-            request = Request(server.url + "/classify", template.body, template.content_type)
+            request = Request(server.url + endpoint, template.body, template.content_type)
             for c in concurrency:
-                row = measure_level(server, request, image, mode, c, duration, warmup, model)
+                row = measure_level(
+                    server, request, image, mode, c, duration, warmup, model, endpoint
+                )
                 rows.append(row)
                 say(
-                    f"  {image:4} {mode:5} c={c:<3} {row.rps:7.1f} req/s  "
+                    f"  {image:5} {mode:5} c={c:<3} {row.rps:7.1f} req/s  "
                     f"p50 {fmt(row.p50_ms, 2):>7} ms  p99 {fmt(row.p99_ms, 2):>7} ms  "
                     f"non-200 {row.failed}  batch {fmt(row.batch_mean, 2)}  "
                     f"CPU ours {row.ours_load:.2f} other {row.other_load:.2f}"

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import gzip
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
 
 FASHION_MNIST_TEST = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
 
+# The `scene` request: test scene 0 of the held-out scenes' generator settings (Makefile
+# SCENES_TEST: --split test --size 256-384 --seed 1), i.e. an image like those the detector
+# was evaluated on.
+SCENE_SEED = 1
+SCENE_INDEX = 0
+SCENE_SIZE = (256, 384)
 
-def photo_jpeg(quality: int = 90) -> tuple[bytes, str]:
+
+class SampleImage(NamedTuple):
+    data: bytes  # the encoded file, posted as is
+    description: str  # for the report's "requests" line
+    content_type: str  # the multipart part's Content-Type
+
+    @property
+    def extension(self) -> str:
+        return self.content_type.removeprefix("image/").replace("jpeg", "jpg")
+
+
+def photo_jpeg(quality: int = 90) -> SampleImage:
     """scikit-image's `chelsea` (a 451x300 cat photo) as JPEG; a synthetic photo without it."""
     try:
         from skimage import data
@@ -26,10 +45,11 @@ def photo_jpeg(quality: int = 90) -> tuple[bytes, str]:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="JPEG", quality=quality)
     h, w = pixels.shape[:2]
-    return buf.getvalue(), f"{source} {w}x{h} JPEG q{quality}, {buf.tell() / 1024:.1f} KiB"
+    desc = f"{source} {w}x{h} JPEG q{quality}, {buf.tell() / 1024:.1f} KiB"
+    return SampleImage(buf.getvalue(), desc, "image/jpeg")
 
 
-def fashion_png() -> tuple[bytes, str]:
+def fashion_png() -> SampleImage:
     """The first Fashion-MNIST test image (28x28 grey) as PNG, or a drawn silhouette."""
     try:
         raw = gzip.decompress(FASHION_MNIST_TEST.read_bytes())
@@ -43,14 +63,52 @@ def fashion_png() -> tuple[bytes, str]:
         source = "drawn 28x28 shirt"
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue(), f"{source} 28x28 grey PNG, {buf.tell()} bytes"
+    return SampleImage(buf.getvalue(), f"{source} 28x28 grey PNG, {buf.tell()} bytes", "image/png")
 
 
-BUILDERS = {"jpeg": photo_jpeg, "png": fashion_png}
+def scene_jpeg() -> SampleImage:
+    """A generated detection scene (training.scenes: Fashion-MNIST items pasted on a held-out
+    photo, blurred and JPEG-encoded exactly as `vision data-scenes` writes it). Needs the
+    train/dev extras (scikit-image, scipy, the Fashion-MNIST files); the `jpeg` photo without."""
+    try:
+        from training.scenes import (
+            BACKGROUNDS,
+            SceneConfig,
+            degrade,
+            load_background,
+            load_items,
+            make_scene,
+        )
+
+        config = SceneConfig(
+            split="test", num_images=1, seed=SCENE_SEED, height=SCENE_SIZE, width=SCENE_SIZE
+        )
+        grey, labels, _ = load_items(config.split)
+        photos = {name: load_background(name) for name in BACKGROUNDS[config.split]}
+        scene = make_scene(SCENE_INDEX, config, (grey, labels), photos)
+        data = degrade(scene.image, SCENE_INDEX, config)
+    except (ImportError, OSError, ValueError) as exc:  # serving install or no Fashion-MNIST
+        photo = photo_jpeg()
+        reason = f"{type(exc).__name__}: {exc}"
+        return photo._replace(description=f"NOT a scene ({reason}); {photo.description}")
+    h, w = scene.image.shape[:2]
+    desc = (
+        f"generated test scene {SCENE_INDEX} (training.scenes, seed {SCENE_SEED}, "
+        f"{len(scene.labels)} objects on {scene.background}) {w}x{h} JPEG, "
+        f"{len(data) / 1024:.1f} KiB"
+    )
+    return SampleImage(data, desc, "image/jpeg")
 
 
-def sample_images(names: list[str]) -> dict[str, tuple[bytes, str]]:
-    """name -> (encoded bytes, description) for `jpeg` and/or `png`."""
+BUILDERS: dict[str, Callable[[], SampleImage]] = {
+    "jpeg": photo_jpeg,
+    "png": fashion_png,
+    "scene": scene_jpeg,
+}
+
+
+def sample_images(names: list[str]) -> dict[str, SampleImage]:
+    """name -> the encoded request image, for `jpeg`, `png` and/or `scene`."""
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown images {unknown}; choose from {sorted(BUILDERS)}")

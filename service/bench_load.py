@@ -1,9 +1,9 @@
 """Closed-loop HTTP load generator of `vision bench` (asyncio + aiohttp).
 
-`concurrency` coroutines each send `POST /classify` back to back on kept-alive connections
-for a fixed duration (after a warm-up at the same concurrency), recording the latency and
-status of every response. The multipart body is built once, so the client spends its CPU on
-sending, not on encoding.
+`concurrency` coroutines each send the same POST (/classify, /detect) back to back on
+kept-alive connections for a fixed duration (after a warm-up at the same concurrency),
+recording the latency and status of every response. The multipart body is built once, so the
+client spends its CPU on sending, not on encoding.
 """
 
 from __future__ import annotations

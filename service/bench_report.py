@@ -12,9 +12,9 @@ INTRO = """# Benchmarks
 
 Serving benchmarks recorded by `make bench` (`vision bench`, service/bench.py). Each run
 appends a section: the machine, the model, the exact command, raw ONNX Runtime throughput by
-batch size, and HTTP `POST /classify` throughput and latency against concurrency with adaptive
-batching on and off and with ONNX in the HTTP workers (`VISION_EXECUTION=local`; one server per
-mode, same machine, same run, so ratios compare). The
+batch size, and HTTP `POST /classify` (classifier) or `POST /detect` (detector) throughput and
+latency against concurrency with adaptive batching on and off and with ONNX in the HTTP workers
+(`VISION_EXECUTION=local`; one server per mode, same machine, same run, so ratios compare). The
 "CPU ours" column is the CPU (in cores) used by the server and the load generator during a
 level, "CPU other" that of every other process: numbers taken while it is well above 0 were
 measured on a busy machine.
@@ -47,7 +47,7 @@ class LevelRow:
     errors: dict[str, int] = field(default_factory=dict)
     batch_mean: float | None = None  # runner batch size: adaptive-batch histogram sum/count
     stages_ms: dict[str, float] = field(default_factory=dict)  # vision_stage_duration means
-    gateway_ms: float | None = None  # server-side /classify duration (BentoML metric), mean
+    gateway_ms: float | None = None  # server-side endpoint duration (BentoML metric), mean
     runner_ms: float | None = None  # runner-side infer request duration, mean per call
     ours_load: float = float("nan")  # cores used by the server and the client meanwhile
     other_load: float = float("nan")  # cores used by other processes meanwhile

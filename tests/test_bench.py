@@ -139,3 +139,62 @@ def test_append_creates_then_appends(tmp_path) -> None:
     assert text.startswith("# Benchmarks")
     assert text.index("## run 1") < text.index("## run 2")
     assert text.count("# Benchmarks") == 1
+
+
+def test_the_endpoint_plot_and_defaults_follow_the_task() -> None:
+    from typing import get_args
+
+    from service.bench import TASK_DEFAULTS, build_parser, default_plot
+    from service.bench_http import endpoint_for
+    from service.model_package import ModelPackage, Task
+    from service.serverproc import MODEL_STORE
+
+    assert set(TASK_DEFAULTS) == set(get_args(Task))  # every servable task is benchmarkable
+    assert endpoint_for("classification") == "/classify"
+    assert endpoint_for("detection") == "/detect"
+    with pytest.raises(ValueError):
+        endpoint_for("segmentation")
+    assert default_plot("/classify").name == "bench_classify.png"
+    assert default_plot("/detect").name == "bench_detect.png"
+    detector = ModelPackage.load(MODEL_STORE / "scenes-detector")
+    assert endpoint_for(detector.task) == "/detect"
+    assert TASK_DEFAULTS[detector.task].images == "scene"
+    assert not TASK_DEFAULTS[detector.task].targets
+    assert TASK_DEFAULTS["classification"].targets
+    # Unset on the command line: main() fills them in from the package's task.
+    args = build_parser().parse_args(["--model", "scenes-detector", "--concurrency", "1,8,32"])
+    assert (args.images, args.batch_sizes, args.plot) == (None, None, None)
+    assert args.concurrency == [1, 8, 32]
+    explicit = build_parser().parse_args(["--images", "jpeg", "--batch-sizes", "1,4"])
+    assert (explicit.images, explicit.batch_sizes) == ("jpeg", [1, 4])
+
+
+def test_scene_request_image_is_a_generated_detection_scene() -> None:
+    import io
+
+    from PIL import Image
+
+    from service.bench_images import SCENE_SIZE, sample_images
+
+    (scene,) = sample_images(["scene"]).values()
+    assert scene.content_type == "image/jpeg" and scene.extension == "jpg"
+    assert scene.description.startswith("generated test scene"), scene.description
+    with Image.open(io.BytesIO(scene.data)) as im:
+        assert im.format == "JPEG" and im.mode == "RGB"
+        assert all(SCENE_SIZE[0] <= side <= SCENE_SIZE[1] for side in im.size)
+    assert sample_images(["scene"])["scene"].data == scene.data  # deterministic
+    with pytest.raises(ValueError):
+        sample_images(["bmp"])
+
+
+def test_scene_image_falls_back_to_the_photo_and_says_so(monkeypatch) -> None:
+    import training.scenes
+    from service.bench_images import scene_jpeg
+
+    def missing(split: str) -> None:
+        raise OSError("no Fashion-MNIST here")
+
+    monkeypatch.setattr(training.scenes, "load_items", missing)
+    fallback = scene_jpeg()
+    assert fallback.content_type == "image/jpeg"
+    assert fallback.description.startswith("NOT a scene (OSError: no Fashion-MNIST here)")
