@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from service.ops.boxes import clip_to_image, unletterbox
+from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.nms import postprocess_detections
-from service.tasks.detection import MIN_INSIDE_FRACTION
 from training.det_data import DetectionData
 
 Predict = Callable[[np.ndarray], np.ndarray]

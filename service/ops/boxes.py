@@ -103,6 +103,10 @@ def remove_degenerate(boxes: np.ndarray, min_size: float = 0.0) -> np.ndarray:
     return np.flatnonzero(nondegenerate_mask(boxes, min_size)).astype(np.int64)
 
 
+# Of a predicted box's area, the part that must lie inside the image for the box to be kept.
+MIN_INSIDE_FRACTION = 0.5
+
+
 def inside_fraction_mask(
     boxes: np.ndarray, clipped: np.ndarray, min_fraction: float = 0.5
 ) -> np.ndarray:

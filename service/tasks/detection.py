@@ -17,14 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from service.imaging import DecodedImage
 from service.model_package import DetectionPost
-from service.ops.boxes import clip_to_image, scale_boxes, unletterbox
+from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, scale_boxes, unletterbox
 from service.ops.nms import postprocess_detections
 from service.preprocess import InputTransform
 from service.render import draw_detections
 from service.results import Detections
 from service.tasks.base import TaskModel
-
-MIN_INSIDE_FRACTION = 0.5  # of a predicted box's area that must lie inside the image
 
 
 def parse_classes(value: object, labels: Sequence[str]) -> frozenset[int] | None:
