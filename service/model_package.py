@@ -60,9 +60,21 @@ class DetectionPost(_Strict):
     soft_nms_sigma: float = Field(default=0.5, gt=0)
 
 
-# Later tasks add their configs to this union (segmentation, instances, faces).
-PostProcessing = Annotated[ClassificationPost | DetectionPost, Field(discriminator="task")]
-Task = Literal["classification", "detection"]
+class SegmentationPost(_Strict):
+    """Semantic segmentation: the single output `output` is uint8 `[N, H, W]` class ids at the
+    model-input resolution (upsampling and argmax inside the graph); `labels[0]` is the
+    background. The service crops the letterbox border and resizes the map to the input
+    image's size (nearest neighbour)."""
+
+    task: Literal["segmentation"] = "segmentation"
+    output: str = "labels"
+
+
+# Later tasks add their configs to this union (instances, faces).
+PostProcessing = Annotated[
+    ClassificationPost | DetectionPost | SegmentationPost, Field(discriminator="task")
+]
+Task = Literal["classification", "detection", "segmentation"]
 
 
 class Evaluation(_Strict):

@@ -120,6 +120,22 @@ def _train_detector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_segmenter(args: argparse.Namespace) -> int:
+    from training.segmentation import train
+
+    train(args, command_line(args))
+    return 0
+
+
+def _evaluate_segmenter(args: argparse.Namespace) -> int:
+    from training.segmentation import evaluate_package
+
+    png = args.png or Path("runs") / "evaluate" / args.package.name / "examples.png"
+    kw = {"image_dir": args.image_dir, "mask_dir": args.mask_dir}
+    print(json.dumps(evaluate_package(args.package, args.data, args.limit, png, **kw), indent=2))
+    return 0
+
+
 def _export_detector(args: argparse.Namespace) -> int:
     from training.detection import package_from_run
 
@@ -254,6 +270,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--png", type=Path, default=None, help="precision-recall PNG path")
     p.set_defaults(func=_evaluate_detector)
+
+    from training.seg_args import add_train_args as add_segmenter_args
+
+    p = subparsers.add_parser(
+        "train-segmenter",
+        help="train, evaluate (mIoU), export and package a semantic segmentation model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_segmenter_args(p)
+    p.set_defaults(func=_train_segmenter)
+
+    p = subparsers.add_parser(
+        "evaluate-segmenter", help="mIoU of a segmentation package's ONNX model on a set"
+    )
+    p.add_argument("package", type=Path, help="model package directory (model.json)")
+    p.add_argument("--data", type=Path, required=True, help="set directory (images + masks)")
+    p.add_argument("--image-dir", default="images")
+    p.add_argument("--mask-dir", default="semantic")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--png", type=Path, default=None, help="examples PNG path")
+    p.set_defaults(func=_evaluate_segmenter)
 
     p = subparsers.add_parser(
         "data-scenes",

@@ -42,17 +42,22 @@ def letterbox_geometry(height: int, width: int, out_h: int, out_w: int) -> Lette
 
 
 def letterbox(
-    pixels: np.ndarray, out_h: int, out_w: int, pad_value: int = PAD_VALUE
+    pixels: np.ndarray,
+    out_h: int,
+    out_w: int,
+    pad_value: int = PAD_VALUE,
+    resample: Image.Resampling = Image.Resampling.BILINEAR,
 ) -> tuple[np.ndarray, Letterbox]:
-    """uint8 ``[H, W, 3]`` -> uint8 ``[out_h, out_w, 3]`` letterboxed (centred) + its geometry."""
+    """uint8 ``[H, W, 3]`` (or ``[H, W]``, e.g. a label map with ``NEAREST``) -> letterboxed
+    (centred) ``[out_h, out_w, ...]`` + its geometry."""
     h, w = pixels.shape[:2]
     geo = letterbox_geometry(h, w, out_h, out_w)
     new_w, new_h = max(1, round(w * geo.scale)), max(1, round(h * geo.scale))
     resized = pixels
     if (new_h, new_w) != (h, w):
-        img = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
+        img = Image.fromarray(pixels).resize((new_w, new_h), resample)
         resized = np.asarray(img, dtype=np.uint8)
-    out = np.full((out_h, out_w, 3), pad_value, dtype=np.uint8)
+    out = np.full((out_h, out_w, *pixels.shape[2:]), pad_value, dtype=np.uint8)
     out[geo.pad_y : geo.pad_y + new_h, geo.pad_x : geo.pad_x + new_w] = resized
     return out, geo
 
@@ -168,30 +173,33 @@ def _jitter_boxes(
     return clipped[keep], labels[keep]
 
 
-def augment_batch(
-    images: torch.Tensor,
-    boxes: list[torch.Tensor],
-    labels: list[torch.Tensor],
+@dataclass(frozen=True)
+class Jitter:
+    """One image's augmentation: a horizontal flip, then a zoom by ``zoom`` (x, y) with the
+    zoomed image's top-left placed at ``offset`` (x, y) on the canvas."""
+
+    flipped: bool = False
+    zoom: tuple[float, float] = (1.0, 1.0)
+    offset: tuple[int, int] = (0, 0)
+
+
+IDENTITY = Jitter()
+
+
+def draw_jitter(
+    count: int,
+    size: tuple[int, int],
     *,
     flip: bool,
     scale_jitter: float,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """Flip / scale-jitter uint8 ``[B, S, S, 3]`` images (on any device) and their CPU boxes.
-
-    Per image: a horizontal flip with probability 1/2, then a zoom by ``z`` in
-    ``[1 - j, 1 + j]`` with the zoomed image's top-left placed at a random integer offset on a
-    ``PAD_VALUE`` canvas (padding or cropping). The draws come from the CPU ``generator``; all
-    images are resampled in one bilinear ``grid_sample`` (pixel centres, as
-    ``F.interpolate(align_corners=False)`` resizes)."""
-    count, size_h, size_w = images.shape[:3]
-    params = []  # (flipped, zoom x, zoom y, offset x, offset y)
-    out_boxes, out_labels = [], []
-    for i in range(count):
-        b, lab = boxes[i], labels[i]
+) -> list[Jitter]:
+    """Per image: a flip with probability 1/2, a zoom by ``z`` in ``[1 - j, 1 + j]`` at a random
+    integer offset (padding or cropping), drawn in this order from the CPU ``generator``."""
+    size_h, size_w = size
+    out = []
+    for _ in range(count):
         flipped = flip and float(torch.rand(1, generator=generator)) < 0.5
-        if flipped:
-            b = torch.stack([size_w - b[:, 2], b[:, 1], size_w - b[:, 0], b[:, 3]], 1)
         zoom, offset = (1.0, 1.0), (0, 0)
         if scale_jitter > 0:
             z = 1.0 + (float(torch.rand(1, generator=generator)) * 2 - 1) * scale_jitter
@@ -201,14 +209,25 @@ def augment_batch(
             ox = int(torch.randint(lo_x, hi_x + 1, (1,), generator=generator))
             oy = int(torch.randint(lo_y, hi_y + 1, (1,), generator=generator))
             zoom, offset = (new_w / size_w, new_h / size_h), (ox, oy)
-            b, lab = _jitter_boxes(b, lab, zoom, offset, (size_h, size_w))
-        params.append((float(flipped), *zoom, *offset))
-        out_boxes.append(b)
-        out_labels.append(lab)
-    if all(p == (0.0, 1.0, 1.0, 0, 0) for p in params):
-        return images, out_boxes, out_labels
+        out.append(Jitter(flipped, zoom, offset))
+    return out
+
+
+def resample(
+    images: torch.Tensor, jitters: list[Jitter], *, mode: str = "bilinear", pad: int = PAD_VALUE
+) -> torch.Tensor:
+    """Apply ``jitters`` to uint8 ``[B, H, W, C]`` ``images`` (any device) in one
+    ``grid_sample`` at pixel centres (as ``F.interpolate(align_corners=False)`` resizes);
+    pixels from outside the source get ``pad``. ``mode="nearest"`` for label maps."""
+    count, size_h, size_w = images.shape[:3]
+    if all(j == IDENTITY for j in jitters):
+        return images
     device = images.device
-    p = torch.tensor(params, dtype=torch.float32, device=device)  # [B, 5]
+    p = torch.tensor(
+        [(float(j.flipped), *j.zoom, *j.offset) for j in jitters],
+        dtype=torch.float32,
+        device=device,
+    )  # [B, 5]
     u = torch.arange(size_w, device=device, dtype=torch.float32) + 0.5
     v = torch.arange(size_h, device=device, dtype=torch.float32) + 0.5
     xs = (u[None] - p[:, 3:4]) / p[:, 1:2] - 0.5  # source x (in the flipped image), [B, W]
@@ -221,10 +240,36 @@ def augment_batch(
         ],
         dim=-1,
     )
-    src = images.permute(0, 3, 1, 2).float() - PAD_VALUE  # zeros padding = PAD_VALUE
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out = (out + PAD_VALUE).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return out.contiguous(), out_boxes, out_labels
+    src = images.permute(0, 3, 1, 2).float() - pad  # zeros padding = pad
+    out = F.grid_sample(src, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    out = (out + pad).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out.contiguous()
+
+
+def augment_batch(
+    images: torch.Tensor,
+    boxes: list[torch.Tensor],
+    labels: list[torch.Tensor],
+    *,
+    flip: bool,
+    scale_jitter: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Flip / scale-jitter uint8 ``[B, S, S, 3]`` images (on any device) and their CPU boxes
+    (``draw_jitter``, then ``resample``)."""
+    size_h, size_w = images.shape[1:3]
+    jitters = draw_jitter(
+        len(images), (size_h, size_w), flip=flip, scale_jitter=scale_jitter, generator=generator
+    )
+    out_boxes, out_labels = [], []
+    for j, b, lab in zip(jitters, boxes, labels, strict=True):
+        if j.flipped:
+            b = torch.stack([size_w - b[:, 2], b[:, 1], size_w - b[:, 0], b[:, 3]], 1)
+        if scale_jitter > 0:
+            b, lab = _jitter_boxes(b, lab, j.zoom, j.offset, (size_h, size_w))
+        out_boxes.append(b)
+        out_labels.append(lab)
+    return resample(images, jitters), out_boxes, out_labels
 
 
 def batches(

@@ -64,6 +64,19 @@ def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     )
 
 
+def backbone(widths: Sequence[int], depths: Sequence[int]) -> tuple[nn.Module, nn.ModuleList]:
+    """A stride-2 3x3 stem (``widths[0]``) and 4 stages of ResNet basic blocks (strides 4, 8,
+    16, 32; ``widths[1:]`` channels, ``depths`` blocks), shared by the detector and segmenter."""
+    if len(widths) != 5 or len(depths) != 4:
+        raise ValueError("widths: stem + 4 stages (strides 2..32); depths: 4 stages")
+    stages = []
+    for i, depth in enumerate(depths):
+        blocks = [BasicBlock(widths[i], widths[i + 1], 2)]
+        blocks += [BasicBlock(widths[i + 1], widths[i + 1], 1) for _ in range(depth - 1)]
+        stages.append(nn.Sequential(*blocks))
+    return _conv_bn_relu(3, widths[0], stride=2), nn.ModuleList(stages)
+
+
 class Detector(nn.Module):
     """Returns ``(cls_logits [N, K, C], deltas [N, K, 4], centerness_logits [N, K])``."""
 
@@ -87,13 +100,7 @@ class Detector(nn.Module):
             "fpn_width": fpn_width,
             "head_convs": head_convs,
         }
-        self.stem = _conv_bn_relu(3, widths[0], stride=2)
-        stages = []
-        for i, depth in enumerate(depths):
-            blocks = [BasicBlock(widths[i], widths[i + 1], 2)]
-            blocks += [BasicBlock(widths[i + 1], widths[i + 1], 1) for _ in range(depth - 1)]
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.ModuleList(stages)  # strides 4, 8, 16, 32
+        self.stem, self.stages = backbone(widths, depths)
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[2:])
         self.smooth = nn.ModuleList(_conv_bn_relu(fpn_width, fpn_width) for _ in widths[2:])
         self.tower = nn.Sequential(
@@ -128,25 +135,19 @@ class Detector(nn.Module):
         return cls_t, box_t[..., :4], box_t[..., 4]
 
 
-class DetectionServingWrapper(nn.Module):
-    """uint8 NHWC RGB ``images`` -> ``detections`` ``[N, K, 4 + C]``: boxes x1y1x2y2 in
-    model-input pixels, then per-class scores in [0, 1]. Cast and normalisation in the graph."""
+class UInt8Input(nn.Module):
+    """Base of the serving wrappers: uint8 NHWC RGB in; cast and mean/std normalisation are
+    part of the exported graph (``normalise``)."""
 
-    points: torch.Tensor
     scale: torch.Tensor
     shift: torch.Tensor
 
     def __init__(
         self,
-        model: Detector,
-        height: int,
-        width: int,
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
     ) -> None:
         super().__init__()
-        self.model = model
-        self.register_buffer("points", level_points(height, width))
         std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("scale", 1.0 / (255.0 * std_t))
@@ -154,6 +155,18 @@ class DetectionServingWrapper(nn.Module):
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return images.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
+
+
+class DetectionServingWrapper(UInt8Input):
+    """uint8 NHWC RGB ``images`` -> ``detections`` ``[N, K, 4 + C]``: boxes x1y1x2y2 in
+    model-input pixels, then per-class scores in [0, 1]. Cast and normalisation in the graph."""
+
+    points: torch.Tensor
+
+    def __init__(self, model: Detector, height: int, width: int) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("points", level_points(height, width))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         cls, deltas, ctr = self.model(self.normalise(images))

@@ -32,6 +32,7 @@ from training.det_eval import (
 from training.det_export import check_detection_parity, export_detector
 from training.det_model import DetectionServingWrapper
 from training.package import fresh_stage, provenance, save_and_install
+from training.seg_data import SegmentationData
 
 PR_FILE = "precision_recall.png"
 METRICS_FILE = "metrics.json"
@@ -67,8 +68,9 @@ def describe_model(config: dict) -> str:
     )
 
 
-def parity_images(val: DetectionData, seed: int) -> np.ndarray:
-    """Up to 5 real letterboxed images then random noise: 1 + 4 + 8 = 13 images."""
+def parity_images(val: DetectionData | SegmentationData, seed: int) -> np.ndarray:
+    """Up to 5 real letterboxed images of a detection or segmentation set, then random noise:
+    1 + 4 + 8 = 13 images (the parity batches)."""
     real = val.images[: min(5, len(val))].numpy()
     rng = np.random.default_rng(seed)
     noise = rng.integers(0, 256, size=(13 - len(real), *real.shape[1:]), dtype=np.uint8)

@@ -25,23 +25,7 @@ from training.det_data import DetectionData, batches, load_detection_data, split
 from training.det_eval import coco_evaluate
 from training.det_loss import detection_loss
 from training.det_model import DetectionServingWrapper, Detector
-from training.engine import BestEpoch, build_optimizer, warmup_cosine
-from training.package import frameworks
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when PyTorch sees a GPU, else the CPU; ``cuda`` without one is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: PyTorch sees no CUDA device")
-    return torch.device(name)
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+from training.loop import Run, start_run, val_metrics
 
 
 def get_dataset(args: argparse.Namespace) -> tuple[DetectionData, DetectionData, DetectionData]:
@@ -112,78 +96,28 @@ def evaluate(wrapper: DetectionServingWrapper, data: DetectionData) -> dict[str,
 
 
 def train(args: argparse.Namespace, command: str) -> Path:
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir = args.run_dir or Path("runs") / args.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    run_dir = start_run(args)
+    t0 = time.perf_counter()
     train_data, val_data, test_data = get_dataset(args)
     print(
         f"data: {len(train_data)} train, {len(val_data)} val, {len(test_data)} test "
-        f"({time.perf_counter() - start:.0f}s to load)"
+        f"({time.perf_counter() - t0:.0f}s to load)"
     )
     size = args.image_size
     model = Detector(
         len(train_data.classes), args.widths, args.depths, args.fpn_width, args.head_convs
     )
-    device = resolve_device(args.device)
-    wrapper = DetectionServingWrapper(model, size, size).to(device)
-    print(f"device: {device_label(device)}")
-    optimizer = build_optimizer(model, args.optimizer, args.lr, args.momentum, args.weight_decay)
-    steps = math.ceil(len(train_data) / args.batch_size)
-    if args.max_steps:
-        steps = min(steps, args.max_steps)
-    total, warmup = steps * args.epochs, round(steps * args.warmup_epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
+    run = Run.create(args, model, run_dir, len(train_data), command)
+    wrapper = DetectionServingWrapper(model, size, size).to(run.device)
+    best = run.fit(
+        lambda epoch: train_one_epoch(
+            wrapper, train_data, run.optimizer, run.scheduler, args, epoch, run.generator
+        ),
+        lambda: evaluate(wrapper, val_data),
+        "map",
     )
-    generator = torch.Generator().manual_seed(args.seed)
-    summary: dict = {
-        "command": command,
-        "training_time_s": None,  # set when training ends
-        "device": device_label(device),
-        "threads": torch.get_num_threads(),
-        "framework": frameworks(),
-        "model_config": model.config,
-        "train_data": f"{args.train} ({len(train_data)} images after the validation split)",
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    tracker = BestEpoch(run_dir, "val_map")
-    train_start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        t0 = time.perf_counter()
-        row: dict[str, float] = {"epoch": epoch}
-        row |= train_one_epoch(wrapper, train_data, optimizer, scheduler, args, epoch, generator)
-        t1 = time.perf_counter()
-        if epoch % args.eval_every and epoch != args.epochs:
-            tqdm.write(
-                f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
-                f" {t1 - t0:.0f}s, {row['steps'] * args.batch_size / (t1 - t0):.1f} img/s"
-            )
-            continue
-        row |= {f"val_{k}": v for k, v in evaluate(wrapper, val_data).items()}
-        row["train_time_s"] = round(t1 - t0, 2)
-        row["images_per_s"] = round(row["steps"] * args.batch_size / (t1 - t0), 1)
-        row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
-        tracker.update(row, model)
-        best = tracker.best
-        tqdm.write(
-            f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
-            f" val mAP {row['val_map']:.4f}"
-            f" mAP50 {row['val_map50']:.4f} (best {best['val_map']:.4f} @ {int(best['epoch'])})"
-            f" {row['epoch_time_s']:.0f}s, {row['images_per_s']} img/s"
-        )
-        if args.patience and tracker.stale * args.eval_every >= args.patience:
-            tqdm.write(f"early stop: no val mAP improvement in {tracker.stale} evaluations")
-            break
-    training_time = time.perf_counter() - train_start
-    best = tracker.best
     wrapper.cpu()  # export and parity run on the CPU, as onnxruntime does
-    tracker.restore(model)
-    summary |= {"training_time_s": round(training_time, 1), "best_epoch": int(best["epoch"])}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return package(args, wrapper, summary, run_dir, (val_data, test_data), best)
+    return package(args, wrapper, run.summary, run_dir, (val_data, test_data), best)
 
 
 def package(
@@ -204,7 +138,7 @@ def package(
         run_dir=run_dir,
         val_data=data[0],
         test_data=data[1],
-        val_metrics={k[4:]: v for k, v in best.items() if k.startswith("val_")},
+        val_metrics=val_metrics(best),
     )
 
 

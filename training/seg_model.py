@@ -1,0 +1,75 @@
+"""A small semantic segmentation network (semantic FPN) and its serving wrapper.
+
+Backbone: the detector's (``training.det_model.backbone``: ResNet basic blocks to stride 32).
+Decoder: 1x1 laterals on the stride 4, 8, 16 and 32 features, top-down nearest upsampling and
+addition (FPN), then ``head_convs`` 3x3 convs at stride 4 and a 1x1 classifier: logits at a
+quarter of the input resolution. The serving wrapper upsamples them bilinearly to the input
+size and takes the argmax in the graph, so the ONNX output is the uint8 class map the service
+crops and resizes (``service.model_package.SegmentationPost``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.det_model import UInt8Input, _conv_bn_relu, backbone
+from training.models import init_weights
+
+
+class Segmenter(nn.Module):
+    """uint8-free core: normalised ``[N, 3, H, W]`` -> logits ``[N, C, H / 4, W / 4]``."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (24, 48, 96, 144, 192),
+        depths: Sequence[int] = (1, 2, 2, 2),
+        fpn_width: int = 96,
+        head_convs: int = 2,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "num_classes": num_classes,
+            "widths": list(widths),
+            "depths": list(depths),
+            "fpn_width": fpn_width,
+            "head_convs": head_convs,
+        }
+        self.stem, self.stages = backbone(widths, depths)
+        self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[1:])
+        self.head = nn.Sequential(
+            *(_conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)),
+            nn.Conv2d(fpn_width, num_classes, 1),
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = []
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        top = self.lateral[-1](feats[-1])
+        for lateral, feat in zip(self.lateral[-2::-1], feats[-2::-1], strict=True):
+            top = lateral(feat) + F.interpolate(top, size=feat.shape[-2:], mode="nearest")
+        return self.head(top)
+
+
+class SegmentationServingWrapper(UInt8Input):
+    """uint8 NHWC RGB ``images`` -> uint8 ``labels`` ``[N, H, W]`` (class ids at the input
+    size). ``logits`` gives the float logits at the input size for training and evaluation."""
+
+    def __init__(self, model: Segmenter) -> None:
+        super().__init__()
+        self.model = model
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        out = self.model(self.normalise(images))
+        return F.interpolate(out, size=images.shape[1:3], mode="bilinear", align_corners=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).argmax(dim=1).to(torch.uint8)
