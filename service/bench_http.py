@@ -30,7 +30,7 @@ def say(text: str) -> None:
 
 
 # The REST endpoint `vision bench` posts to, by the package's task (shared/API.md).
-ENDPOINTS = {"classification": "/classify", "detection": "/detect"}
+ENDPOINTS = {"classification": "/classify", "detection": "/detect", "segmentation": "/segment"}
 
 
 def endpoint_for(task: str) -> str:

@@ -32,6 +32,7 @@ from service.schemas import (
     ClassifyResponse,
     DetectResponse,
     ModelList,
+    SegmentResponse,
 )
 
 logger = logging.getLogger(__name__)
@@ -185,7 +186,8 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Vision inference service",
         version="0.1.0",
-        description="Classification and detection (more tasks to come) over REST and gRPC.",
+        description="Classification, detection and semantic segmentation (more tasks to come) "
+        "over REST and gRPC.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -236,6 +238,19 @@ def create_app() -> FastAPI:
             "class_agnostic": class_agnostic,
         }
         return await _infer(request, "detection", image, model, params, annotate=True, fmt=format)
+
+    @app.post(
+        "/segment", response_model=SegmentResponse, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES}
+    )
+    async def segment(
+        request: Request,
+        image: UploadFile = File(description=_IMAGE_FIELD),
+        format: str | None = Form(
+            None, description="json (default), png or jpeg: the input with the classes tinted"
+        ),
+        model: str | None = Form(None, description="Model name (default: the first segmenter)"),
+    ) -> Any:
+        return await _infer(request, "segmentation", image, model, {}, annotate=True, fmt=format)
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:

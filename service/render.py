@@ -1,4 +1,5 @@
-"""Annotated image responses: results drawn on the input with Pillow (boxes, labels, scores)."""
+"""Annotated image responses: results drawn on the input with Pillow (boxes, labels, scores,
+translucent class masks)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from service.results import Detections
+from service.ops.label_maps import resize_nearest
+from service.results import Detections, SegmentationMap
 
 MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
 _PALETTE = (
@@ -53,6 +55,45 @@ def draw_detections(pixels: np.ndarray, detections: Detections) -> Image.Image:
         y = y1 - text_h - 2 if y1 - text_h - 2 >= 0 else y1
         draw.rectangle((x1, y, x1 + (right - left) + 4, y + text_h + 2), fill=fill)
         draw.text((x1 + 2, y), caption, fill=(255, 255, 255), font=font)
+    return img
+
+
+MASK_ALPHA = 128  # of 256: the class colour's weight over the input pixel
+
+
+def _caption(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: tuple[int, int, int]
+) -> tuple[float, float]:
+    """`text` in white on a `fill` box with its top-left corner at `xy`; returns the box's
+    bottom-right corner."""
+    font = ImageFont.load_default()
+    x, y = xy
+    left, top, right, bottom = draw.textbbox((x, y), text, font=font)
+    x2, y2 = x + (right - left) + 4, y + (bottom - top) + 2
+    draw.rectangle((x, y, x2, y2), fill=fill)
+    draw.text((x + 2, y), text, fill=(255, 255, 255), font=font)
+    return x2, y2
+
+
+def draw_segmentation(pixels: np.ndarray, segmentation: SegmentationMap) -> Image.Image:
+    """A copy of `pixels` (HxWx3 uint8) with every non-background class (id > 0) tinted in its
+    palette colour and a legend of the classes present in the top-left corner."""
+    height, width = pixels.shape[:2]
+    ids = resize_nearest(segmentation.class_ids, width, height)
+    out = np.array(pixels, dtype=np.uint8, copy=True)
+    foreground = ids != 0
+    if foreground.any():
+        palette = np.array([colour(i) for i in range(len(segmentation.labels))], np.uint16)
+        tint = palette[ids[foreground]]
+        mixed = (out[foreground].astype(np.uint16) * (256 - MASK_ALPHA) + tint * MASK_ALPHA) >> 8
+        out[foreground] = mixed.astype(np.uint8)
+    img = Image.fromarray(out)
+    draw = ImageDraw.Draw(img)
+    y = 0.0
+    for class_id, _ in zip(*segmentation.fractions(), strict=True):
+        if class_id == 0:
+            continue
+        _, y = _caption(draw, (0, y), segmentation.labels[int(class_id)], colour(int(class_id)))
     return img
 
 

@@ -1,5 +1,5 @@
-"""Typed task results (`Classification`, `Detections`): numpy inside, shape-checked,
-indexable by boolean masks or indices."""
+"""Typed task results (`Classification`, `Detections`, `SegmentationMap`): numpy inside,
+shape-checked, indexable by boolean masks or indices."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from service.ops.label_maps import check_label_map, class_fractions
 
 
 @dataclass(frozen=True)
@@ -95,4 +97,42 @@ class Detections:
                 "box": [round(float(v), 3) for v in box],
             }
             for box, s, c in zip(self.boxes, self.scores, self.class_ids, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class SegmentationMap:
+    """The class id of every pixel of one image, at the input image's (upright) size.
+
+    Index with a boolean mask of the map's shape to get the ids of those pixels."""
+
+    class_ids: np.ndarray  # (height, width) uint8
+    labels: Sequence[str]  # all class names, index = class id; labels[0] is the background
+
+    def __post_init__(self) -> None:
+        check_label_map(self.class_ids, len(self.labels), "class_ids")
+        if self.class_ids.dtype != np.uint8:
+            raise ValueError(f"class_ids must be uint8, got {self.class_ids.dtype}")
+
+    @property
+    def width(self) -> int:
+        return int(self.class_ids.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.class_ids.shape[0])
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        return self.class_ids[index]
+
+    def fractions(self) -> tuple[np.ndarray, np.ndarray]:
+        """The classes present (ids ascending) and the fraction of the image each covers."""
+        return class_fractions(self.class_ids, len(self.labels))
+
+    def to_json(self) -> list[dict[str, object]]:
+        """The classes present with their pixel fractions (they sum to 1)."""
+        ids, fractions = self.fractions()
+        return [
+            {"class_id": int(c), "label": self.labels[int(c)], "pixel_fraction": float(f)}
+            for c, f in zip(ids, fractions, strict=True)
         ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 
 from service.model_package import InputSpec
@@ -51,6 +53,23 @@ class Detection(BaseModel):
 
 class DetectResponse(InferenceResponse):
     detections: list[Detection]
+
+
+class EncodedMask(BaseModel):
+    encoding: Literal["png"]
+    data: str  # base64 one-channel uint8 PNG of class ids, the input image's size
+
+
+class SegmentClass(BaseModel):
+    class_id: int
+    label: str
+    pixel_fraction: float  # of the whole image; the fractions of the classes present sum to 1
+
+
+class SegmentResponse(InferenceResponse):
+    labels: list[str]  # all class names, index = class id
+    mask: EncodedMask
+    classes: list[SegmentClass]  # the classes present
 
 
 class ModelInfo(BaseModel):

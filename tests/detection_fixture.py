@@ -16,15 +16,10 @@ image it returns K = 4 candidates:
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-from service.model_package import (
-    DetectionPost,
-    InputSpec,
-    ModelPackage,
-    Provenance,
-)
+from service.model_package import DetectionPost
+from tests.fixture_packages import write_fixture_package
 
 NAME = "geometry-detector"
 LABELS = ["red", "green", "blue"]
@@ -69,39 +64,13 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
 
 def write_package(directory: Path) -> Path:
     """Export the module to `directory`/model.onnx and write model.json; returns `directory`."""
-    import torch
-
-    directory.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            build_module(),
-            (example,),
-            str(directory / "model.onnx"),
-            input_names=["images"],
-            output_names=["detections"],
-            dynamic_axes={"images": {0: "batch"}, "detections": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    package = ModelPackage(
+    return write_fixture_package(
+        directory,
+        build_module(),
         name=NAME,
-        task="detection",
-        version="fixture-1",
-        description="Deterministic colour-box detector: a test instrument, not a trained model.",
-        input=InputSpec(width=SIZE, height=SIZE, resize="letterbox", pad_value=114),
+        size=SIZE,
         labels=LABELS,
         postprocess=DetectionPost(),
-        provenance=Provenance(
-            command="tests/detection_fixture.py",
-            seed=0,
-            data="none (hand-written module)",
-            git_commit="unknown",
-            date="1970-01-01",
-            training_time_s=0.0,
-            hardware="none",
-        ),
+        description="Deterministic colour-box detector: a test instrument, not a trained model.",
+        source="tests/detection_fixture.py",
     )
-    package.save(directory)
-    return directory

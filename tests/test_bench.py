@@ -152,8 +152,9 @@ def test_the_endpoint_plot_and_defaults_follow_the_task() -> None:
     assert set(TASK_DEFAULTS) == set(get_args(Task))  # every servable task is benchmarkable
     assert endpoint_for("classification") == "/classify"
     assert endpoint_for("detection") == "/detect"
+    assert endpoint_for("segmentation") == "/segment"
     with pytest.raises(ValueError):
-        endpoint_for("segmentation")
+        endpoint_for("faces")
     assert default_plot("/classify").name == "bench_classify.png"
     assert default_plot("/detect").name == "bench_detect.png"
     detector = ModelPackage.load(MODEL_STORE / "scenes-detector")

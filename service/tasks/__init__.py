@@ -6,6 +6,7 @@ from service.model_store import StoredPackage
 from service.tasks.base import TaskModel
 from service.tasks.classification import ClassificationModel
 from service.tasks.detection import DetectionModel
+from service.tasks.segmentation import SegmentationModel
 
 
 class TaskRegistry:
@@ -34,3 +35,4 @@ class TaskRegistry:
 TASKS = TaskRegistry()
 TASKS.register(ClassificationModel)
 TASKS.register(DetectionModel)
+TASKS.register(SegmentationModel)
