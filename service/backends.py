@@ -18,8 +18,9 @@ from bentoml.exceptions import BentoMLException
 
 from service.errors import Overloaded
 from service.model_store import StoredPackage
-from service.onnx_session import OnnxModel
+from service.onnx_session import BatchOutput, OnnxModel
 from service.settings import Settings
+from service.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 RUNNER_KEEPALIVE_S = 4.0  # below uvicorn's default 5 s keep-alive on the runner
@@ -27,16 +28,17 @@ Runtime = dict[str, dict[str, Any]]
 
 
 class Backend(Protocol):
-    async def infer(self, name: str, batch: np.ndarray) -> np.ndarray: ...
+    async def infer(self, name: str, batch: np.ndarray) -> BatchOutput: ...
 
     async def describe(self) -> Runtime: ...
 
 
 def load_sessions(packages: list[StoredPackage], settings: Settings) -> dict[str, OnnxModel]:
-    """One warmed-up ONNX session per package."""
+    """One warmed-up ONNX session per package, answering the outputs its task reads."""
     sessions = {}
     for stored in packages:
-        session = OnnxModel(stored.model_path, settings.device, settings.runner_threads)
+        outputs = TASKS.create(stored).outputs
+        session = OnnxModel(stored.model_path, settings.device, settings.runner_threads, outputs)
         spec = stored.package.input
         hwc = (spec.height, spec.width, 3)
         session.warm_up(
@@ -55,8 +57,8 @@ class LocalBackend:
     def __init__(self, packages: list[StoredPackage], settings: Settings) -> None:
         self.sessions = load_sessions(packages, settings)
 
-    async def infer(self, name: str, batch: np.ndarray) -> np.ndarray:
-        return await anyio.to_thread.run_sync(self.sessions[name].run, batch)
+    async def infer(self, name: str, batch: np.ndarray) -> BatchOutput:
+        return await anyio.to_thread.run_sync(self.sessions[name].infer, batch)
 
     async def describe(self) -> Runtime:
         return describe_sessions(self.sessions)
@@ -68,15 +70,17 @@ class RunnerBackend:
         self.api_name = api_name
         keep_runner_session(proxy)
 
-    async def infer(self, name: str, batch: np.ndarray) -> np.ndarray:
+    async def infer(self, name: str, batch: np.ndarray) -> BatchOutput:
         method = getattr(self.proxy.to_async, self.api_name(name))
+        output: BatchOutput
         try:
             try:
-                return await method(batch)
+                output = await method(batch)
             except aiohttp.ClientConnectionError:
                 # The runner closed an idle keep-alive connection as we reused it (uvicorn's 5 s
                 # keep-alive vs aiohttp's 15 s). Inference is idempotent: retry once.
-                return await method(batch)
+                output = await method(batch)
+            return output
         except BentoMLException as exc:
             if exc.error_code is not None and int(exc.error_code) in (429, 503):
                 raise Overloaded("the model runner is at capacity; retry later") from exc

@@ -74,6 +74,7 @@ TASK_DEFAULTS = {
     "classification": TaskDefaults("jpeg,png", (1, 8, 32, 128), targets=True),
     "detection": TaskDefaults("scene", (1, 8, 32), targets=False),
     "segmentation": TaskDefaults("scene", (1, 8, 32), targets=False),
+    "instances": TaskDefaults("scene", (1, 8, 32), targets=False),
 }
 
 

@@ -30,7 +30,12 @@ def say(text: str) -> None:
 
 
 # The REST endpoint `vision bench` posts to, by the package's task (shared/API.md).
-ENDPOINTS = {"classification": "/classify", "detection": "/detect", "segmentation": "/segment"}
+ENDPOINTS = {
+    "classification": "/classify",
+    "detection": "/detect",
+    "segmentation": "/segment",
+    "instances": "/instances",
+}
 
 
 def endpoint_for(task: str) -> str:

@@ -11,7 +11,7 @@ import logging
 from typing import Any, Protocol
 
 import bentoml
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
@@ -31,6 +31,7 @@ from service.schemas import (
     IMAGE_RESPONSE,
     ClassifyResponse,
     DetectResponse,
+    InstancesResponse,
     ModelList,
     SegmentResponse,
 )
@@ -182,12 +183,39 @@ async def _infer(
 _IMAGE_FIELD = "JPEG, PNG, WebP, BMP or GIF"
 
 
+async def _detect_form(
+    score_threshold: float | None = Form(
+        None, description="Keep boxes scoring at least this, in [0, 1] (model default 0.25)"
+    ),
+    iou_threshold: float | None = Form(
+        None, description="NMS IoU threshold in [0, 1] (model default 0.45)"
+    ),
+    max_detections: int | None = Form(
+        None, description="Most boxes returned, >= 1 (model default 100)"
+    ),
+    classes: str | None = Form(
+        None, description="Only these classes: labels or ids, comma separated or a JSON list"
+    ),
+    class_agnostic: bool | None = Form(
+        None, description="NMS across classes instead of per class (default false)"
+    ),
+) -> dict[str, Any]:
+    """The NMS parameters shared by /detect and /instances (validated by the task)."""
+    return {
+        "score_threshold": score_threshold,
+        "iou_threshold": iou_threshold,
+        "max_detections": max_detections,
+        "classes": classes,
+        "class_agnostic": class_agnostic,
+    }
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="Vision inference service",
         version="0.1.0",
-        description="Classification, detection and semantic segmentation (more tasks to come) "
-        "over REST and gRPC.",
+        description="Classification, detection, semantic and instance segmentation (more tasks "
+        "to come) over REST and gRPC.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -209,35 +237,31 @@ def create_app() -> FastAPI:
     async def detect(
         request: Request,
         image: UploadFile = File(description=_IMAGE_FIELD),
-        score_threshold: float | None = Form(
-            None, description="Keep boxes scoring at least this, in [0, 1] (model default 0.25)"
-        ),
-        iou_threshold: float | None = Form(
-            None, description="NMS IoU threshold in [0, 1] (model default 0.45)"
-        ),
-        max_detections: int | None = Form(
-            None, description="Most boxes returned, >= 1 (model default 100)"
-        ),
-        classes: str | None = Form(
-            None,
-            description="Only these classes: labels or ids, comma separated or a JSON list",
-        ),
-        class_agnostic: bool | None = Form(
-            None, description="NMS across classes instead of per class (default false)"
-        ),
+        params: dict[str, Any] = Depends(_detect_form),
         format: str | None = Form(
             None, description="json (default), png or jpeg: the input with the boxes drawn"
         ),
         model: str | None = Form(None, description="Model name (default: the first detector)"),
     ) -> Any:
-        params = {
-            "score_threshold": score_threshold,
-            "iou_threshold": iou_threshold,
-            "max_detections": max_detections,
-            "classes": classes,
-            "class_agnostic": class_agnostic,
-        }
         return await _infer(request, "detection", image, model, params, annotate=True, fmt=format)
+
+    @app.post(
+        "/instances",
+        response_model=InstancesResponse,
+        responses={**IMAGE_RESPONSE, **ERROR_RESPONSES},
+    )
+    async def instances(
+        request: Request,
+        image: UploadFile = File(description=_IMAGE_FIELD),
+        params: dict[str, Any] = Depends(_detect_form),
+        format: str | None = Form(
+            None, description="json (default), png or jpeg: the input with the masks drawn"
+        ),
+        model: str | None = Form(
+            None, description="Model name (default: the first instance segmenter)"
+        ),
+    ) -> Any:
+        return await _infer(request, "instances", image, model, params, annotate=True, fmt=format)
 
     @app.post(
         "/segment", response_model=SegmentResponse, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES}

@@ -70,11 +70,34 @@ class SegmentationPost(_Strict):
     output: str = "labels"
 
 
-# Later tasks add their configs to this union (instances, faces).
+class InstancesPost(_Strict):
+    """Instance segmentation, YOLACT-style on the detector, exported WITHOUT NMS. Three outputs:
+    `output` [N, K, 4 + C] float32 exactly as `DetectionPost`'s; `coefficients` [N, K, P]
+    float32 mask coefficients per candidate; `prototypes` [N, P, Hp, Wp] float32 prototype masks
+    covering the whole model input (Hp = height / `prototype_stride`). The mask of candidate k
+    is `sigmoid(coefficients[k] @ prototypes)` (over P), zeroed outside its box, resized to the
+    input image and thresholded at `mask_threshold`. NMS and thresholds run in the service per
+    request, as for detection; these are the defaults."""
+
+    task: Literal["instances"] = "instances"
+    output: str = "detections"
+    coefficients: str = "coefficients"
+    prototypes: str = "prototypes"
+    prototype_stride: int = Field(default=4, ge=1)
+    score_threshold: float = Field(default=0.25, ge=0, le=1)
+    iou_threshold: float = Field(default=0.45, ge=0, le=1)
+    max_detections: int = Field(default=100, ge=1)
+    nms: Literal["hard", "soft"] = "hard"
+    soft_nms_sigma: float = Field(default=0.5, gt=0)
+    mask_threshold: float = Field(default=0.5, gt=0, lt=1)
+
+
+# Later tasks add their configs to this union (faces).
 PostProcessing = Annotated[
-    ClassificationPost | DetectionPost | SegmentationPost, Field(discriminator="task")
+    ClassificationPost | DetectionPost | SegmentationPost | InstancesPost,
+    Field(discriminator="task"),
 ]
-Task = Literal["classification", "detection", "segmentation"]
+Task = Literal["classification", "detection", "segmentation", "instances"]
 
 
 class Evaluation(_Strict):

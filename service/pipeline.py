@@ -17,10 +17,11 @@ import numpy as np
 
 from service.imaging import DecodedImage, decode_image
 from service.metrics import Metrics
+from service.onnx_session import BatchOutput
 from service.preprocess import InputTransform
 from service.tasks.base import TaskModel
 
-Infer = Callable[[str, np.ndarray], Awaitable[np.ndarray]]
+Infer = Callable[[str, np.ndarray], Awaitable[BatchOutput]]
 
 
 @dataclass(frozen=True)

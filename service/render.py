@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from service.ops.label_maps import resize_nearest
-from service.results import Detections, SegmentationMap
+from service.ops.masks import decode_rle
+from service.results import Detections, Instances, SegmentationMap
 
 MEDIA_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG"}
 _PALETTE = (
@@ -95,6 +96,21 @@ def draw_segmentation(pixels: np.ndarray, segmentation: SegmentationMap) -> Imag
             continue
         _, y = _caption(draw, (0, y), segmentation.labels[int(class_id)], colour(int(class_id)))
     return img
+
+
+def draw_instances(pixels: np.ndarray, instances: Instances) -> Image.Image:
+    """A copy of `pixels` (HxWx3 uint8) with every instance's mask tinted in its class colour
+    (worst first, so the best instance is on top), then its box and `label score` caption."""
+    height, width = pixels.shape[:2]
+    out = np.array(pixels, dtype=np.uint8, copy=True)
+    for i in reversed(range(len(instances))):
+        mask = decode_rle(instances.masks[i])
+        if mask.shape != (height, width):
+            mask = resize_nearest(mask.astype(np.uint8), width, height).astype(bool)
+        tint = np.array(colour(int(instances.detections.class_ids[i])), np.uint16)
+        mixed = (out[mask].astype(np.uint16) * (256 - MASK_ALPHA) + tint * MASK_ALPHA) >> 8
+        out[mask] = mixed.astype(np.uint8)
+    return draw_detections(out, instances.detections)
 
 
 def encode_image(img: Image.Image, media_type: str) -> bytes:

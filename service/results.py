@@ -1,5 +1,5 @@
-"""Typed task results (`Classification`, `Detections`, `SegmentationMap`): numpy inside,
-shape-checked, indexable by boolean masks or indices."""
+"""Typed task results (`Classification`, `Detections`, `SegmentationMap`, `Instances`): numpy
+inside, shape-checked, indexable by boolean masks or indices."""
 
 from __future__ import annotations
 
@@ -135,4 +135,56 @@ class SegmentationMap:
         return [
             {"class_id": int(c), "label": self.labels[int(c)], "pixel_fraction": float(f)}
             for c, f in zip(ids, fractions, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class Instances:
+    """Detected objects of one image with a mask each: `detections` (boxes in the image's
+    pixels, best first) and per instance a COCO compressed RLE of its mask at the image's size
+    (`{"size": [h, w], "counts": str}`) and the mask's pixel count.
+
+    Index with a boolean mask, an index array, a slice or an int, like `Detections`."""
+
+    detections: Detections
+    masks: tuple[dict[str, object], ...]
+    areas: np.ndarray  # (n,) int64
+
+    def __post_init__(self) -> None:
+        n = len(self.detections)
+        if len(self.masks) != n or self.areas.shape != (n,):
+            raise ValueError(
+                f"{n} detections need {n} masks and areas, got {len(self.masks)} and "
+                f"{self.areas.shape}"
+            )
+        if not np.issubdtype(self.areas.dtype, np.integer):
+            raise ValueError(f"areas must be integers, got {self.areas.dtype}")
+        if len({tuple(m["size"]) for m in self.masks}) > 1:  # type: ignore[arg-type]
+            raise ValueError("every mask must have the image's size")
+
+    @classmethod
+    def empty(cls, labels: Sequence[str]) -> Instances:
+        return cls(Detections.empty(labels), (), np.zeros(0, np.int64))
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.detections.labels
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+    def __getitem__(self, index: np.ndarray | slice | int) -> Instances:
+        if isinstance(index, int | np.integer):
+            index = np.array([index], dtype=np.int64)
+        picked = np.arange(len(self))[index]
+        return Instances(
+            self.detections[picked], tuple(self.masks[int(i)] for i in picked), self.areas[picked]
+        )
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [
+            {**det, "area": int(area), "mask": mask}
+            for det, area, mask in zip(
+                self.detections.to_json(), self.areas, self.masks, strict=True
+            )
         ]

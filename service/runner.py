@@ -3,6 +3,10 @@
 Each model gets its own API `infer_<name>` (batchable when batching is on), so each model has
 its own adaptive-batching dispatcher and batches never mix models. The runner only stacks
 arrays and runs the session; decoding and post-processing happen in the gateway workers.
+
+A single-output model's API returns the batch array (BentoML's ndarray container splits it
+along axis 0); a multi-output model's (instances: detections, coefficients, prototypes)
+returns `list[dict[str, np.ndarray]]`, one dict per image (the `list` container splits it).
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import numpy as np
 from service.backends import describe_sessions, load_sessions
 from service.batching import cap_batch_wait
 from service.model_store import load, resolve_tags
+from service.onnx_session import BatchOutput
 from service.settings import Settings, get_settings
+from service.tasks import TASKS
 
 
 def api_name(model_name: str) -> str:
@@ -39,12 +45,13 @@ class RunnerBase:
         return describe_sessions(self.sessions)
 
 
-def _infer_api(model_name: str, settings: Settings) -> Any:
-    def infer(self: RunnerBase, images: np.ndarray) -> np.ndarray:
-        return self.sessions[model_name].run(images)
+def _infer_api(model_name: str, settings: Settings, outputs: int = 1) -> Any:
+    def infer(self: RunnerBase, images: np.ndarray) -> BatchOutput:
+        return self.sessions[model_name].infer(images)
 
     infer.__name__ = infer.__qualname__ = api_name(model_name)
-    infer.__annotations__ = {"images": np.ndarray, "return": np.ndarray}
+    returns = np.ndarray if outputs == 1 else list[dict[str, np.ndarray]]
+    infer.__annotations__ = {"images": np.ndarray, "return": returns}
     if settings.batching:
         return bentoml.api(
             batchable=True,
@@ -59,7 +66,8 @@ def build_runner(settings: Settings, tags: list[str]) -> Any:
     namespace: dict[str, Any] = {"tags": tuple(tags), "__module__": __name__}
     for i, tag in enumerate(tags):
         name = tag.split(":", 1)[0]
-        namespace[api_name(name)] = _infer_api(name, settings)
+        outputs = len(TASKS.create(load(tag)).outputs)
+        namespace[api_name(name)] = _infer_api(name, settings, outputs)
         namespace[f"model_{i}"] = bentoml.models.BentoModel(tag)
     resources: dict[str, Any] = {"cpu": "1"}
     if settings.device == "cuda":

@@ -72,6 +72,20 @@ class SegmentResponse(InferenceResponse):
     classes: list[SegmentClass]  # the classes present
 
 
+class RleMask(BaseModel):
+    size: list[int]  # [height, width] of the input image
+    counts: str  # COCO compressed RLE (column-major), as pycocotools.mask.encode writes it
+
+
+class Instance(Detection):
+    area: int  # pixels in the mask
+    mask: RleMask
+
+
+class InstancesResponse(InferenceResponse):
+    instances: list[Instance]
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str

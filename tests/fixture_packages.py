@@ -20,14 +20,16 @@ def write_fixture_package(
     postprocess: PostProcessing,
     description: str,
     source: str,
+    outputs: list[str] | None = None,
 ) -> Path:
-    """Export `module` (uint8 NHWC `images` in, one output named `postprocess.output`) with a
-    dynamic batch to `directory`/model.onnx, write model.json; returns `directory`."""
+    """Export `module` (uint8 NHWC `images` in; outputs named `outputs`, default the one
+    `postprocess.output`) with a dynamic batch to `directory`/model.onnx, write model.json;
+    returns `directory`."""
     import torch
 
     directory.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
-    output = postprocess.output
+    names = outputs or [postprocess.output]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -35,8 +37,8 @@ def write_fixture_package(
             (example,),
             str(directory / "model.onnx"),
             input_names=["images"],
-            output_names=[output],
-            dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}},
+            output_names=names,
+            dynamic_axes={"images": {0: "batch"}, **{name: {0: "batch"} for name in names}},
             opset_version=17,
             dynamo=False,
         )

@@ -6,6 +6,7 @@ from service.model_store import StoredPackage
 from service.tasks.base import TaskModel
 from service.tasks.classification import ClassificationModel
 from service.tasks.detection import DetectionModel
+from service.tasks.instances import InstancesModel
 from service.tasks.segmentation import SegmentationModel
 
 
@@ -36,3 +37,4 @@ TASKS = TaskRegistry()
 TASKS.register(ClassificationModel)
 TASKS.register(DetectionModel)
 TASKS.register(SegmentationModel)
+TASKS.register(InstancesModel)

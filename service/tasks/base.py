@@ -36,6 +36,12 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
     def input_size(self) -> tuple[int, int]:
         return self.package.input.width, self.package.input.height
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The model outputs this task reads (the runner returns exactly these). One output
+        reaches `postprocess` as that image's array; several as `{name: array}`."""
+        return (self.package.postprocess.output,)
+
     @abstractmethod
     def parse_params(self, raw: dict[str, Any]) -> ParamsT:
         """Validate request parameters (raises pydantic.ValidationError)."""
@@ -46,10 +52,11 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
 
     @abstractmethod
     def postprocess(
-        self, output: np.ndarray, image: DecodedImage, transform: InputTransform, params: ParamsT
+        self, output: Any, image: DecodedImage, transform: InputTransform, params: ParamsT
     ) -> ResultT:
-        """One image's model output -> a typed result. `transform` is what `preprocess` applied
-        to this image; `image.scale` maps decoded pixels to source pixels."""
+        """One image's model output (its array, or `{name: array}` for a task with several
+        `outputs`; subclasses narrow the type) -> a typed result. `transform` is what
+        `preprocess` applied to this image; `image.scale` maps decoded pixels to source pixels."""
 
     @abstractmethod
     def to_json(self, result: ResultT) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.imaging import DecodedImage
-from service.model_package import DetectionPost
+from service.model_package import DetectionPost, InstancesPost
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, scale_boxes, unletterbox
 from service.ops.nms import postprocess_detections
 from service.preprocess import InputTransform
@@ -98,6 +98,53 @@ class DetectParams(BaseModel):
         return parse_classes(value, labels)
 
 
+def parse_detect_params(
+    raw: dict[str, Any], config: DetectionPost | InstancesPost, labels: Sequence[str]
+) -> DetectParams:
+    """Request parameters (None = not given) over the model's defaults, validated."""
+    values = {k: v for k, v in raw.items() if v is not None}
+    values.setdefault("score_threshold", config.score_threshold)
+    values.setdefault("iou_threshold", config.iou_threshold)
+    values.setdefault("max_detections", config.max_detections)
+    return DetectParams.model_validate(values, context={"labels": list(labels)})
+
+
+def detect(
+    output: np.ndarray,
+    image: DecodedImage,
+    transform: InputTransform,
+    params: DetectParams,
+    config: DetectionPost | InstancesPost,
+    labels: Sequence[str],
+) -> tuple[Detections, np.ndarray]:
+    """[K, 4 + C] candidates in model-input pixels -> the NMS'd detections in source pixels
+    and, for each, the index of the candidate it came from (int64, into K)."""
+    out = np.asarray(output, dtype=np.float32)
+    if out.ndim != 2 or out.shape[1] != 4 + len(labels):
+        raise ValueError(
+            f"model output {out.shape} is not [K, 4 + {len(labels)}] (model.json labels)"
+        )
+    predicted = model_to_source(out[:, :4], transform, image.scale)
+    boxes, valid = clip_to_image(predicted, image.width, image.height, MIN_INSIDE_FRACTION)
+    candidates = np.flatnonzero(valid)
+    boxes, scores = boxes[valid], out[valid, 4:]
+    kept = postprocess_detections(
+        boxes,
+        scores,
+        score_threshold=params.score_threshold,
+        iou_threshold=params.iou_threshold,
+        max_detections=params.max_detections,
+        class_filter=set(params.classes) if params.classes is not None else None,
+        class_agnostic=params.class_agnostic,
+        method=config.nms,
+        sigma=config.soft_nms_sigma,
+    )
+    detections = Detections(
+        boxes[kept.keep], kept.scores.astype(np.float32), kept.class_ids, labels
+    )
+    return detections, candidates[kept.keep].astype(np.int64)
+
+
 class DetectionModel(TaskModel[DetectParams, Detections]):
     task = "detection"
     endpoint = "detect"
@@ -110,12 +157,7 @@ class DetectionModel(TaskModel[DetectParams, Detections]):
         return config
 
     def parse_params(self, raw: dict[str, Any]) -> DetectParams:
-        values = {k: v for k, v in raw.items() if v is not None}
-        config = self.config
-        values.setdefault("score_threshold", config.score_threshold)
-        values.setdefault("iou_threshold", config.iou_threshold)
-        values.setdefault("max_detections", config.max_detections)
-        return DetectParams.model_validate(values, context={"labels": self.package.labels})
+        return parse_detect_params(raw, self.config, self.package.labels)
 
     def postprocess(
         self,
@@ -124,28 +166,7 @@ class DetectionModel(TaskModel[DetectParams, Detections]):
         transform: InputTransform,
         params: DetectParams,
     ) -> Detections:
-        labels = self.package.labels
-        out = np.asarray(output, dtype=np.float32)
-        if out.ndim != 2 or out.shape[1] != 4 + len(labels):
-            raise ValueError(
-                f"model output {out.shape} is not [K, 4 + {len(labels)}] (model.json labels)"
-            )
-        predicted = model_to_source(out[:, :4], transform, image.scale)
-        boxes, valid = clip_to_image(predicted, image.width, image.height, MIN_INSIDE_FRACTION)
-        boxes, scores = boxes[valid], out[valid, 4:]
-        config = self.config
-        kept = postprocess_detections(
-            boxes,
-            scores,
-            score_threshold=params.score_threshold,
-            iou_threshold=params.iou_threshold,
-            max_detections=params.max_detections,
-            class_filter=set(params.classes) if params.classes is not None else None,
-            class_agnostic=params.class_agnostic,
-            method=config.nms,
-            sigma=config.soft_nms_sigma,
-        )
-        return Detections(boxes[kept.keep], kept.scores.astype(np.float32), kept.class_ids, labels)
+        return detect(output, image, transform, params, self.config, self.package.labels)[0]
 
     def to_json(self, result: Detections) -> dict[str, Any]:
         return {"detections": result.to_json()}

@@ -1,0 +1,104 @@
+"""Instance segmentation: detection's candidates + per-candidate mask coefficients and shared
+prototypes (YOLACT-style, no NMS in the graph) -> NMS'd instances with COCO RLE masks.
+
+Boxes go through detection's code unchanged (`detect`: unletterbox, undo reduced-scale
+decoding, clip, NMS with the same per-request parameters). Then, for the kept candidates only:
+`sigmoid(coefficients @ prototypes)`, zeroed outside the candidate's box in prototype
+coordinates, sampled bilinearly at the source (EXIF-upright) image's pixels inside the
+candidate's source box (this crops the letterbox border and resizes to the source size),
+thresholded at `mask_threshold` and encoded as COCO compressed RLE.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from service.imaging import DecodedImage
+from service.model_package import InstancesPost
+from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
+from service.preprocess import InputTransform
+from service.render import draw_instances
+from service.results import Instances
+from service.tasks.base import TaskModel
+from service.tasks.detection import DetectParams, detect, parse_detect_params
+
+
+def source_to_prototype(image: DecodedImage, transform: InputTransform, stride: int) -> Affine1D:
+    """Source pixels -> prototype coordinates: undo reduced-scale decoding, apply the
+    letterbox/stretch, divide by the prototype stride."""
+    sx, sy = image.scale
+    return Affine1D(
+        ax=transform.scale_x / (sx * stride),
+        bx=transform.pad_x / stride,
+        ay=transform.scale_y / (sy * stride),
+        by=transform.pad_y / stride,
+    )
+
+
+class InstancesModel(TaskModel[DetectParams, Instances]):
+    task = "instances"
+    endpoint = "instances"
+
+    @property
+    def config(self) -> InstancesPost:
+        config = self.package.postprocess
+        if not isinstance(config, InstancesPost):
+            raise ValueError(f"{self.name} is not an instance segmentation model")
+        return config
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        config = self.config
+        return config.output, config.coefficients, config.prototypes
+
+    def parse_params(self, raw: dict[str, Any]) -> DetectParams:
+        return parse_detect_params(raw, self.config, self.package.labels)
+
+    def postprocess(
+        self,
+        output: dict[str, np.ndarray],
+        image: DecodedImage,
+        transform: InputTransform,
+        params: DetectParams,
+    ) -> Instances:
+        config, labels = self.config, self.package.labels
+        candidates = np.asarray(output[config.output], dtype=np.float32)
+        coefficients = np.asarray(output[config.coefficients], dtype=np.float32)
+        prototypes = np.asarray(output[config.prototypes], dtype=np.float32)
+        spec, stride = self.package.input, config.prototype_stride
+        expected = (spec.height // stride, spec.width // stride)
+        if prototypes.ndim != 3 or prototypes.shape[1:] != expected:
+            raise ValueError(
+                f"prototypes {prototypes.shape} are not [P, {expected[0]}, {expected[1]}]"
+            )
+        if coefficients.shape != (candidates.shape[0], prototypes.shape[0]):
+            raise ValueError(
+                f"coefficients {coefficients.shape} are not [K, P] = "
+                f"[{candidates.shape[0]}, {prototypes.shape[0]}]"
+            )
+        detections, kept = detect(candidates, image, transform, params, config, labels)
+        if not len(detections):
+            return Instances.empty(labels)
+        model_boxes = candidates[kept, :4]
+        probs = prototype_masks(coefficients[kept], prototypes, model_boxes / stride)
+        to_prototype = source_to_prototype(image, transform, stride)
+        masks, areas = [], []
+        for prob, box in zip(probs, detections.boxes, strict=True):
+            crop, placement = paste_mask(
+                prob, box, to_prototype, image.width, image.height, config.mask_threshold
+            )
+            masks.append(encode_rle(crop, placement, image.width, image.height))
+            areas.append(int(np.count_nonzero(crop)))
+        return Instances(detections, tuple(masks), np.array(areas, dtype=np.int64))
+
+    def to_json(self, result: Instances) -> dict[str, Any]:
+        return {"instances": result.to_json()}
+
+    def observe(self, result: Instances) -> int | None:
+        return len(result)
+
+    def render(self, pixels: np.ndarray, result: Instances) -> Image.Image:
+        return draw_instances(pixels, result)
