@@ -74,7 +74,7 @@ def test_batched_augmentation_moves_pixels_with_their_boxes() -> None:
     images[:, 10:30, 20:44] = 255  # box x1=20 y1=10 x2=44 y2=30
     box = torch.tensor([[20.0, 10.0, 44.0, 30.0]])
     gen = torch.Generator().manual_seed(0)
-    out, boxes, labels = augment_batch(
+    out, boxes, labels, _ = augment_batch(
         images, [box] * count, [torch.tensor([1])] * count,
         flip=True, scale_jitter=0.3, generator=gen,
     )  # fmt: skip
@@ -91,7 +91,7 @@ def test_batched_augmentation_moves_pixels_with_their_boxes() -> None:
         padded = bool((out[i, ..., 0] == PAD_VALUE).any())
         assert padded == (zoom < 1)  # zooming out pads with the letterbox grey, in crops
     assert moved == count  # every image was zoomed
-    flip_only, same_boxes, _ = augment_batch(
+    flip_only, same_boxes, _, _ = augment_batch(
         images, [box] * count, [torch.tensor([1])] * count,
         flip=False, scale_jitter=0.0, generator=gen,
     )  # fmt: skip

@@ -136,6 +136,13 @@ def _evaluate_segmenter(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_instances(args: argparse.Namespace) -> int:
+    from training.instances import train
+
+    train(args, command_line(args))
+    return 0
+
+
 def _export_detector(args: argparse.Namespace) -> int:
     from training.detection import package_from_run
 
@@ -270,6 +277,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--png", type=Path, default=None, help="precision-recall PNG path")
     p.set_defaults(func=_evaluate_detector)
+
+    from training.det_args import add_instance_args
+
+    p = subparsers.add_parser(
+        "train-instances",
+        help="train, evaluate (COCO bbox + segm mAP), export and package an instance segmenter",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_instance_args(p)
+    p.set_defaults(func=_train_instances)
 
     from training.seg_args import add_train_args as add_segmenter_args
 

@@ -17,15 +17,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from training.coco import CocoSet, load_coco
+from training.coco import CocoImage, CocoSet, load_coco
 
 PAD_VALUE = 114
+MASK_STRIDE = 4  # instance masks are kept at a quarter of the model input's resolution
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class DetectionData:
     geometry: list[Letterbox]
     coco: CocoSet
     annotation_file: Path
+    masks: list[torch.Tensor] | None = None  # uint8 [M_i, S / MASK_STRIDE, S / MASK_STRIDE]
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -94,6 +97,7 @@ class DetectionData:
             [self.geometry[i] for i in index],
             self.coco,
             self.annotation_file,
+            [self.masks[i] for i in index] if self.masks is not None else None,
         )
 
 
@@ -104,11 +108,13 @@ def load_detection_data(
     image_dir: Path | None = None,
     *,
     threads: int = 1,
+    with_masks: bool = False,
 ) -> DetectionData:
     """Read a COCO set, letterbox every image to ``size`` x ``size``; crowd boxes are skipped.
 
     ``threads`` > 1 decodes and resizes images in a thread pool (Pillow releases the GIL); the
-    result does not depend on it."""
+    result does not depend on it. ``with_masks``: also each instance's mask, letterboxed
+    (nearest) and reduced to ``size / MASK_STRIDE`` (a cell is set when half its pixels are)."""
     coco = load_coco(annotation_file, image_dir)
     count = len(coco) if limit is None else min(limit, len(coco))
     images = np.empty((count, size, size, 3), dtype=np.uint8)
@@ -133,9 +139,32 @@ def load_detection_data(
         labels.append(torch.from_numpy(entry.labels[keep]))
         ids.append(entry.id)
         geos.append(geo)
+    masks = None
+    if with_masks:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            masks = list(pool.map(lambda i: _instance_masks(coco[i], size), range(count)))
     return DetectionData(
-        torch.from_numpy(images), boxes, labels, ids, geos, coco, Path(annotation_file)
+        torch.from_numpy(images), boxes, labels, ids, geos, coco, Path(annotation_file), masks
     )
+
+
+def _instance_masks(entry: CocoImage, size: int) -> torch.Tensor:
+    """uint8 ``[M, size / MASK_STRIDE, size / MASK_STRIDE]`` masks of the non-crowd instances."""
+    from training.coco import decode_segmentation
+
+    cells = size // MASK_STRIDE
+    out = np.zeros((int((~entry.iscrowd).sum()), cells, cells), dtype=np.uint8)
+    kept = [s for s, crowd in zip(entry.segmentations, entry.iscrowd, strict=True) if not crowd]
+    for j, segmentation in enumerate(kept):
+        if segmentation is None:
+            raise ValueError(f"{entry.file_name}: an instance has no segmentation")
+        mask = decode_segmentation(segmentation, entry.height, entry.width).astype(np.uint8)
+        boxed, _ = letterbox(mask, size, size, 0, Image.Resampling.NEAREST)
+        pooled = boxed[: cells * MASK_STRIDE, : cells * MASK_STRIDE].reshape(
+            cells, MASK_STRIDE, cells, MASK_STRIDE
+        )
+        out[j] = pooled.mean(axis=(1, 3)) >= 0.5
+    return torch.from_numpy(out)
 
 
 def split_data(
@@ -153,9 +182,10 @@ def _jitter_boxes(
     zoom: tuple[float, float],
     offset: tuple[int, int],
     size: tuple[int, int],
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Boxes after a zoom by ``zoom`` (x, y) placed at ``offset``, clipped to ``size`` (h, w);
-    boxes keeping less than 40% of their area, or 2 px of a side, are dropped."""
+    boxes keeping less than 40% of their area, or 2 px of a side, are dropped. Returns the
+    kept boxes, their labels and the boolean keep mask."""
     size_h, size_w = size
     moved = boxes * torch.tensor([zoom[0], zoom[1]] * 2) + torch.tensor(offset * 2)
     clipped = torch.stack(
@@ -170,7 +200,7 @@ def _jitter_boxes(
     area = lambda b: (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)  # noqa: E731
     keep = area(clipped) >= 0.4 * area(moved).clamp(min=1e-6)
     keep &= (clipped[:, 2] - clipped[:, 0] > 2) & (clipped[:, 3] - clipped[:, 1] > 2)
-    return clipped[keep], labels[keep]
+    return clipped[keep], labels[keep], keep
 
 
 @dataclass(frozen=True)
@@ -214,11 +244,17 @@ def draw_jitter(
 
 
 def resample(
-    images: torch.Tensor, jitters: list[Jitter], *, mode: str = "bilinear", pad: int = PAD_VALUE
+    images: torch.Tensor,
+    jitters: list[Jitter],
+    *,
+    mode: str = "bilinear",
+    pad: int = PAD_VALUE,
+    stride: float = 1.0,
 ) -> torch.Tensor:
     """Apply ``jitters`` to uint8 ``[B, H, W, C]`` ``images`` (any device) in one
     ``grid_sample`` at pixel centres (as ``F.interpolate(align_corners=False)`` resizes);
-    pixels from outside the source get ``pad``. ``mode="nearest"`` for label maps."""
+    pixels from outside the source get ``pad``. ``mode="nearest"`` for label maps; ``stride``:
+    the images are maps at 1/stride of the resolution the jitters were drawn for."""
     count, size_h, size_w = images.shape[:3]
     if all(j == IDENTITY for j in jitters):
         return images
@@ -230,9 +266,10 @@ def resample(
     )  # [B, 5]
     u = torch.arange(size_w, device=device, dtype=torch.float32) + 0.5
     v = torch.arange(size_h, device=device, dtype=torch.float32) + 0.5
-    xs = (u[None] - p[:, 3:4]) / p[:, 1:2] - 0.5  # source x (in the flipped image), [B, W]
+    # source x (in the flipped image), [B, W]; offsets are in full-resolution pixels
+    xs = (u[None] * stride - p[:, 3:4]) / p[:, 1:2] / stride - 0.5
     xs = torch.where(p[:, 0:1] > 0, size_w - 1 - xs, xs)
-    ys = (v[None] - p[:, 4:5]) / p[:, 2:3] - 0.5  # [B, H]
+    ys = (v[None] * stride - p[:, 4:5]) / p[:, 2:3] / stride - 0.5  # [B, H]
     grid = torch.stack(
         [
             ((2 * xs + 1) / size_w - 1)[:, None, :].expand(count, size_h, size_w),
@@ -254,22 +291,43 @@ def augment_batch(
     flip: bool,
     scale_jitter: float,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """Flip / scale-jitter uint8 ``[B, S, S, 3]`` images (on any device) and their CPU boxes
+    masks: list[torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+    """Flip / scale-jitter uint8 ``[B, S, S, 3]`` images (on any device), their CPU boxes and,
+    when given, their instance masks (uint8 ``[M_i, S / s, S / s]`` at any stride ``s``)
     (``draw_jitter``, then ``resample``)."""
     size_h, size_w = images.shape[1:3]
     jitters = draw_jitter(
         len(images), (size_h, size_w), flip=flip, scale_jitter=scale_jitter, generator=generator
     )
-    out_boxes, out_labels = [], []
+    out_boxes, out_labels, keeps = [], [], []
     for j, b, lab in zip(jitters, boxes, labels, strict=True):
+        keep = torch.ones(len(b), dtype=torch.bool)
         if j.flipped:
             b = torch.stack([size_w - b[:, 2], b[:, 1], size_w - b[:, 0], b[:, 3]], 1)
         if scale_jitter > 0:
-            b, lab = _jitter_boxes(b, lab, j.zoom, j.offset, (size_h, size_w))
+            b, lab, keep = _jitter_boxes(b, lab, j.zoom, j.offset, (size_h, size_w))
         out_boxes.append(b)
         out_labels.append(lab)
-    return resample(images, jitters), out_boxes, out_labels
+        keeps.append(keep)
+    out_masks = None
+    if masks is not None and sum(len(m) for m in masks) == 0:
+        out_masks = masks
+    elif masks is not None:
+        counts = [len(m) for m in masks]
+        stacked = torch.cat(masks)[..., None]  # [sum M, h, w, 1]
+        stride = size_w / stacked.shape[2]
+        per_mask = [j for j, n in zip(jitters, counts, strict=True) for _ in range(n)]
+        moved = resample(stacked, per_mask, mode="nearest", pad=0, stride=stride)[..., 0]
+        out_masks = [m[keep] for m, keep in zip(torch.split(moved, counts), keeps, strict=True)]
+    return resample(images, jitters), out_boxes, out_labels, out_masks
+
+
+class Batch(NamedTuple):
+    images: torch.Tensor  # uint8 [B, S, S, 3]
+    boxes: list[torch.Tensor]  # float32 [M_i, 4] model-input pixels
+    labels: list[torch.Tensor]  # int64 [M_i]
+    masks: list[torch.Tensor] | None  # uint8 [M_i, S / MASK_STRIDE, S / MASK_STRIDE]
 
 
 def batches(
@@ -281,10 +339,11 @@ def batches(
     flip: bool = False,
     scale_jitter: float = 0.0,
     device: torch.device | None = None,
-) -> Iterator[tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]]:
-    """Yield (uint8 images ``[B, S, S, 3]`` on ``device`` (default the CPU), boxes per image,
-    labels per image (on the CPU)); image augmentation runs on ``device``. The random draws
-    come from ``generator`` (a CPU generator), so they do not depend on the device."""
+) -> Iterator[Batch]:
+    """Yield batches: uint8 images ``[B, S, S, 3]`` on ``device`` (default the CPU), boxes,
+    labels and (for sets loaded with masks) instance masks per image, on the CPU; image
+    augmentation runs on ``device``. The random draws come from ``generator`` (a CPU
+    generator), so they do not depend on the device."""
     n = len(data)
     gen = generator or torch.Generator().manual_seed(0)
     order = torch.randperm(n, generator=gen) if shuffle else torch.arange(n)
@@ -295,8 +354,15 @@ def batches(
             images = images.to(device, non_blocking=True)
         boxes = [data.boxes[i] for i in idx]
         labels = [data.labels[i] for i in idx]
+        masks = [data.masks[i] for i in idx] if data.masks is not None else None
         if flip or scale_jitter > 0:
-            images, boxes, labels = augment_batch(
-                images, boxes, labels, flip=flip, scale_jitter=scale_jitter, generator=gen
+            images, boxes, labels, masks = augment_batch(
+                images,
+                boxes,
+                labels,
+                flip=flip,
+                scale_jitter=scale_jitter,
+                generator=gen,
+                masks=masks,
             )
-        yield images, boxes, labels
+        yield Batch(images, boxes, labels, masks)

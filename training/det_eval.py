@@ -105,16 +105,20 @@ def coco_evaluate(data: DetectionData, predict: Predict, **kwargs: Any) -> Detec
 
 
 def score_results(
-    annotation_file: Path, image_ids: list[int], classes: list[str], results: list[dict]
+    annotation_file: Path,
+    image_ids: list[int],
+    classes: list[str],
+    results: list[dict],
+    iou_type: str = "bbox",
 ) -> DetectionReport:
-    """pycocotools ``COCOeval`` (bbox) of COCO ``results`` on ``image_ids`` of a set."""
+    """pycocotools ``COCOeval`` (``bbox`` or ``segm``) of COCO ``results`` on ``image_ids``."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(annotation_file))
         dt = gt.loadRes(results) if results else COCO()
-        evaluator = COCOeval(gt, dt, "bbox")
+        evaluator = COCOeval(gt, dt, iou_type)
         evaluator.params.imgIds = list(image_ids)
         if results:
             evaluator.evaluate()

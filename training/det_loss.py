@@ -21,6 +21,7 @@ from training.det_model import decode_boxes
 class Targets:
     labels: torch.Tensor  # int64 [K] ([B, K] batched), -1 = background
     boxes: torch.Tensor  # float32 [K, 4] ([B, K, 4]) matched box (zeros for background)
+    index: torch.Tensor  # int64 [K] ([B, K]) matched box's index in its image, -1 = background
 
 
 def level_ranges(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,6 +78,7 @@ def assign_batch(
     return Targets(
         torch.where(positive, matched_labels, torch.full_like(matched_labels, -1)),
         torch.where(positive[..., None], matched_boxes, torch.zeros_like(matched_boxes)),
+        torch.where(positive, best, torch.full_like(best, -1)),
     )
 
 
@@ -86,7 +88,7 @@ def assign(
     """Match every point ``[K, 3]`` to at most one of ``boxes`` ``[M, 4]`` (one image)."""
     padded_boxes, padded_labels = pad_targets([boxes], [labels], points.device)
     targets = assign_batch(points, padded_boxes, padded_labels, radius=radius)
-    return Targets(targets.labels[0], targets.boxes[0])
+    return Targets(targets.labels[0], targets.boxes[0], targets.index[0])
 
 
 def centerness(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -98,6 +100,39 @@ def centerness(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return ratio.sqrt()
 
 
+@dataclass(frozen=True)
+class MaskInputs:
+    """The instance-segmentation branch's outputs and targets for ``detection_loss``."""
+
+    coefficients: torch.Tensor  # [B, K, P] float32
+    prototypes: torch.Tensor  # [B, P, Hp, Wp] float32
+    masks: list[torch.Tensor]  # uint8 [M_i, Hp, Wp] per image, in the order of its boxes
+    stride: float  # model-input pixels per prototype pixel
+
+
+def mask_loss(inputs: MaskInputs, targets: Targets, pos: torch.Tensor) -> torch.Tensor:
+    """YOLACT's mask loss: per positive location, BCE between ``sigmoid(coefficients .
+    prototypes)`` and its matched instance's mask, inside the matched box, averaged over the
+    box's area, then over the positives."""
+    from training.inst_model import box_mask, mask_logits
+
+    total = inputs.prototypes.new_zeros(())
+    count = 0
+    _, _, hp, wp = inputs.prototypes.shape
+    for b, masks in enumerate(inputs.masks):
+        k = pos[b].nonzero(as_tuple=True)[0]
+        if len(k) == 0:
+            continue
+        index = targets.index[b, k]
+        logits = mask_logits(inputs.coefficients[b, k], inputs.prototypes[b])
+        truth = masks.to(logits.device)[index].float()
+        inside = box_mask(targets.boxes[b, k], hp, wp, inputs.stride).float()
+        bce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none") * inside
+        total = total + (bce.sum((1, 2)) / inside.sum((1, 2)).clamp(min=1)).sum()
+        count += len(k)
+    return total / max(1, count)
+
+
 def detection_loss(
     cls_logits: torch.Tensor,
     deltas: torch.Tensor,
@@ -105,6 +140,7 @@ def detection_loss(
     points: torch.Tensor,
     boxes: list[torch.Tensor],
     labels: list[torch.Tensor],
+    masks: MaskInputs | None = None,
 ) -> dict[str, torch.Tensor]:
     """Losses for a batch; ``loss`` is their sum. Inputs are the model outputs in float32;
     ``boxes`` / ``labels`` per image, on any device."""
@@ -118,7 +154,10 @@ def detection_loss(
     cls_loss = sigmoid_focal_loss(cls_logits, one_hot, reduction="sum") / num_pos
     if not bool(pos.any()):
         zero = deltas.sum() * 0 + ctr_logits.sum() * 0
-        return {"loss": cls_loss + zero, "cls": cls_loss, "box": zero, "ctr": zero}
+        if masks is not None:
+            zero = zero + masks.coefficients.sum() * 0 + masks.prototypes.sum() * 0
+        out = {"loss": cls_loss + zero, "cls": cls_loss, "box": zero, "ctr": zero}
+        return out | ({"mask": zero} if masks is not None else {})
     point_idx = pos.nonzero(as_tuple=True)[1]
     p = points[point_idx]
     gt = t_boxes[pos]
@@ -128,9 +167,13 @@ def detection_loss(
     box_loss = (giou * ctr_target).sum() / ctr_target.sum().clamp(min=1e-6)
     ctr_loss = F.binary_cross_entropy_with_logits(ctr_logits[pos], ctr_target, reduction="sum")
     ctr_loss = ctr_loss / num_pos
-    return {
+    out = {
         "loss": cls_loss + box_loss + ctr_loss,
         "cls": cls_loss,
         "box": box_loss,
         "ctr": ctr_loss,
     }
+    if masks is not None:
+        out["mask"] = mask_loss(masks, targets, pos)
+        out["loss"] = out["loss"] + out["mask"]
+    return out

@@ -115,7 +115,8 @@ class Detector(nn.Module):
         nn.init.normal_(self.box_out.weight, std=0.01)
         nn.init.zeros_(self.box_out.bias)  # type: ignore[arg-type]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the stride-4 backbone feature, FPN levels P3, P4, P5 after smoothing)."""
         feats = []
         x = self.stem(x)
         for stage in self.stages:
@@ -125,13 +126,24 @@ class Detector(nn.Module):
         p5 = self.lateral[2](c5)
         p4 = self.lateral[1](c4) + F.interpolate(p5, size=c4.shape[-2:], mode="nearest")
         p3 = self.lateral[0](c3) + F.interpolate(p4, size=c3.shape[-2:], mode="nearest")
-        cls, box = [], []
-        for p, smooth in zip((p3, p4, p5), self.smooth, strict=True):
-            t = self.tower(smooth(p))
+        levels = [smooth(p) for p, smooth in zip((p3, p4, p5), self.smooth, strict=True)]
+        return feats[0], levels
+
+    def heads(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Per-location outputs over all levels: class logits ``[N, K, C]``, box outputs
+        ``[N, K, 5]`` (4 deltas + centerness) and the tower features of each level."""
+        cls, box, towers = [], [], []
+        for p in levels:
+            t = self.tower(p)
+            towers.append(t)
             cls.append(self.cls_out(t).flatten(2))
             box.append(self.box_out(t).flatten(2))
         cls_t = torch.cat(cls, dim=2).transpose(1, 2)
         box_t = torch.cat(box, dim=2).transpose(1, 2)
+        return cls_t, box_t, towers
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cls_t, box_t, _ = self.heads(self.pyramid(x)[1])
         return cls_t, box_t[..., :4], box_t[..., 4]
 
 

@@ -31,7 +31,7 @@ from training.det_eval import (
 )
 from training.det_export import check_detection_parity, export_detector
 from training.det_model import DetectionServingWrapper
-from training.package import fresh_stage, provenance, save_and_install
+from training.package import fresh_stage, hyperparameters, provenance, save_and_install
 from training.seg_data import SegmentationData
 
 PR_FILE = "precision_recall.png"
@@ -118,11 +118,7 @@ def write_detection_package(
             "export_parity": parity.as_dict(),
             "validation_torch": val_metrics,
             "training": summary,
-            "hyperparameters": {
-                k: str(v) if isinstance(v, Path) else v
-                for k, v in vars(args).items()
-                if k != "func"
-            },
+            "hyperparameters": hyperparameters(args),
         },
     )
     package = ModelPackage(

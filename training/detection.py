@@ -18,21 +18,29 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from training.det_data import DetectionData, batches, load_detection_data, split_data
 from training.det_eval import coco_evaluate
-from training.det_loss import detection_loss
+from training.det_loss import MaskInputs, detection_loss
 from training.det_model import DetectionServingWrapper, Detector
+from training.inst_model import InstanceSegmenter
 from training.loop import Run, start_run, val_metrics
 
 
-def get_dataset(args: argparse.Namespace) -> tuple[DetectionData, DetectionData, DetectionData]:
+def get_dataset(
+    args: argparse.Namespace, with_masks: bool = False
+) -> tuple[DetectionData, DetectionData, DetectionData]:
     threads = getattr(args, "load_threads", 1)
-    full = load_detection_data(args.train, args.image_size, args.limit, threads=threads)
+    full = load_detection_data(
+        args.train, args.image_size, args.limit, threads=threads, with_masks=with_masks
+    )
     train, val = split_data(full, args.val_fraction, args.seed)
-    test = load_detection_data(args.test, args.image_size, args.test_limit, threads=threads)
+    test = load_detection_data(
+        args.test, args.image_size, args.test_limit, threads=threads, with_masks=with_masks
+    )
     if test.classes != train.classes:
         raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
     return train, val, test
@@ -49,7 +57,10 @@ def train_one_epoch(
 ) -> dict[str, float]:
     wrapper.train()
     device = wrapper.points.device
-    sums = {k: torch.zeros((), device=device) for k in ("loss", "cls", "box", "ctr")}
+    names = ["loss", "cls", "box", "ctr"]
+    if isinstance(wrapper.model, InstanceSegmenter):
+        names.append("mask")
+    sums = {k: torch.zeros((), device=device) for k in names}
     steps = math.ceil(len(data) / args.batch_size)
     if args.max_steps:
         steps = min(steps, args.max_steps)
@@ -64,11 +75,18 @@ def train_one_epoch(
     )
     bar = tqdm(stream, total=steps, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
     done = 0
-    for images, boxes, labels in bar:
+    model = wrapper.model
+    for images, boxes, labels, masks in bar:
+        mask_inputs = None
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            cls, deltas, ctr = wrapper.model(wrapper.normalise(images))
+            if isinstance(model, InstanceSegmenter) and masks is not None:
+                cls, deltas, ctr, coef, protos = model.forward_all(wrapper.normalise(images))
+                stride = images.shape[2] / protos.shape[-1]
+                mask_inputs = MaskInputs(coef.float(), protos.float(), masks, stride)
+            else:
+                cls, deltas, ctr = wrapper.model(wrapper.normalise(images))
         losses = detection_loss(
-            cls.float(), deltas.float(), ctr.float(), wrapper.points, boxes, labels
+            cls.float(), deltas.float(), ctr.float(), wrapper.points, boxes, labels, mask_inputs
         )
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -89,10 +107,15 @@ def train_one_epoch(
 
 @torch.inference_mode()
 def evaluate(wrapper: DetectionServingWrapper, data: DetectionData) -> dict[str, float]:
+    """COCO box mAP on ``data`` (an instance wrapper's boxes too: its first output)."""
     wrapper.eval()
     device = wrapper.points.device
-    report = coco_evaluate(data, lambda x: wrapper(torch.from_numpy(x).to(device)).cpu().numpy())
-    return report.metrics
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        out = wrapper(torch.from_numpy(images).to(device))
+        return (out[0] if isinstance(out, tuple) else out).cpu().numpy()
+
+    return coco_evaluate(data, predict).metrics
 
 
 def train(args: argparse.Namespace, command: str) -> Path:

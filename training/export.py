@@ -70,11 +70,13 @@ def export_onnx(
     width: int,
     opset: int = 17,
     *,
-    output_name: str = OUTPUT_NAME,
+    output_name: str | Sequence[str] = OUTPUT_NAME,
 ) -> Path:
-    """Export ``wrapper`` (in eval mode) to a single self-contained ONNX file."""
+    """Export ``wrapper`` (in eval mode) to a single self-contained ONNX file; several output
+    names when the wrapper returns a tuple. Every input and output has a dynamic batch axis."""
     import onnx
 
+    names = [output_name] if isinstance(output_name, str) else list(output_name)
     wrapper = wrapper.eval()
     example = torch.zeros(2, height, width, 3, dtype=torch.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +89,8 @@ def export_onnx(
             (example,),
             str(path),
             input_names=[INPUT_NAME],
-            output_names=[output_name],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, output_name: {0: "batch"}},
+            output_names=names,
+            dynamic_axes={INPUT_NAME: {0: "batch"}} | {n: {0: "batch"} for n in names},
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,  # the TorchScript exporter: needs no onnxscript, folds BN into convs
@@ -128,17 +130,19 @@ class ParityReport:
         return asdict(self)
 
 
-def onnx_torch_batches(
+def onnx_torch_outputs(
     wrapper: nn.Module,
     onnx_path: Path,
     images: np.ndarray,
     batch_sizes: Sequence[int],
+    output_names: Sequence[str],
     *,
     input_name: str = INPUT_NAME,
-    output_name: str = OUTPUT_NAME,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+) -> Iterator[tuple[int, list[np.ndarray], list[np.ndarray]]]:
     """Run ONNX Runtime (CPU EP) and PyTorch on consecutive batches of uint8 ``[N,H,W,3]``
-    ``images``, one batch per size in ``batch_sizes``; yields ``(batch size, onnx, torch)``.
+    ``images``, one batch per size in ``batch_sizes``; yields ``(batch size, onnx outputs,
+    torch outputs)`` in the order of ``output_names`` (the wrapper returns a tuple when there
+    are several).
 
     ``ValueError`` on malformed or too few images, ``ParityError`` when the shapes differ.
     """
@@ -155,13 +159,29 @@ def onnx_torch_batches(
         batch = images[offset : offset + bs]
         offset += bs
         with torch.inference_mode():
-            expected = wrapper(torch.from_numpy(batch)).numpy()
-        got = session.run([output_name], {input_name: batch})[0]
-        if got.shape != expected.shape:
-            raise ParityError(
-                f"batch {bs}: ONNX output shape {got.shape} != torch {expected.shape}"
-            )
+            out = wrapper(torch.from_numpy(batch))
+        expected = [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
+        got = session.run(list(output_names), {input_name: batch})
+        for name, g, e in zip(output_names, got, expected, strict=True):
+            if g.shape != e.shape:
+                raise ParityError(f"batch {bs}: ONNX {name} shape {g.shape} != torch {e.shape}")
         yield bs, got, expected
+
+
+def onnx_torch_batches(
+    wrapper: nn.Module,
+    onnx_path: Path,
+    images: np.ndarray,
+    batch_sizes: Sequence[int],
+    *,
+    input_name: str = INPUT_NAME,
+    output_name: str = OUTPUT_NAME,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``onnx_torch_outputs`` for a single-output model: ``(batch size, onnx, torch)``."""
+    for bs, got, expected in onnx_torch_outputs(
+        wrapper, onnx_path, images, batch_sizes, [output_name], input_name=input_name
+    ):
+        yield bs, got[0], expected[0]
 
 
 def check_parity(

@@ -116,6 +116,15 @@ def _framework(training: dict[str, str]) -> dict[str, str]:
     return here | {f"training_{k}": v for k, v in training.items() if here.get(k) != v}
 
 
+def hyperparameters(args: argparse.Namespace) -> dict[str, object]:
+    """A run's options for metrics.json (paths as strings, no CLI internals)."""
+    return {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("func", "command_line")
+    }
+
+
 def fresh_stage(run_dir: Path) -> Path:
     """An empty ``<run_dir>/package`` to assemble a package in."""
     stage = run_dir / "package"

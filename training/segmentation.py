@@ -24,7 +24,7 @@ from training.det_data import PAD_VALUE, draw_jitter, resample
 from training.det_package import parity_images
 from training.export import ParityError, export_onnx, onnx_torch_batches
 from training.loop import Run, start_run, val_metrics
-from training.package import fresh_stage, provenance, save_and_install
+from training.package import fresh_stage, hyperparameters, provenance, save_and_install
 from training.seg_data import IGNORE, SegmentationData, load_segmentation_data, split_data
 from training.seg_eval import evaluate, onnx_predictor, plot_examples, write_report
 from training.seg_model import SegmentationServingWrapper, Segmenter
@@ -189,11 +189,7 @@ def package(
             "export_parity": parity,
             "validation_torch": val_metrics,
             "training": summary,
-            "hyperparameters": {
-                k: str(v) if isinstance(v, Path) else v
-                for k, v in vars(args).items()
-                if k != "func"
-            },
+            "hyperparameters": hyperparameters(args),
         },
     )
     config = summary["model_config"]
