@@ -140,6 +140,7 @@ def test_train_export_package_smoke(tmp_path) -> None:
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-det"
     package = ModelPackage.load(pkg_dir)
+    assert (pkg_dir / "training_curve.png").stat().st_size > 0  # metric by time
     assert package.task == "detection" and isinstance(package.postprocess, DetectionPost)
     assert package.input.resize == "letterbox" and package.input.pad_value == 114
     assert (package.input.width, package.input.height) == (128, 128)

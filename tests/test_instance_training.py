@@ -121,6 +121,7 @@ def test_train_export_package_smoke(scenes: Path, tmp_path: Path) -> None:
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-inst"
     package = ModelPackage.load(pkg_dir)
+    assert (pkg_dir / "training_curve.png").stat().st_size > 0  # metric by time
     assert package.task == "instances" and isinstance(package.postprocess, InstancesPost)
     assert {"segm_map", "segm_map50", "bbox_map"} <= set(package.evaluation[0].metrics)
     metrics = json.loads((pkg_dir / "metrics.json").read_text())

@@ -108,6 +108,7 @@ def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-seg"
     package = ModelPackage.load(pkg_dir)
+    assert (pkg_dir / "training_curve.png").stat().st_size > 0  # metric by time
     assert package.task == "segmentation" and isinstance(package.postprocess, SegmentationPost)
     assert package.labels[0] == "background" and len(package.labels) == 11
     assert package.input.resize == "letterbox" and package.input.width == 96

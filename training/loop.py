@@ -128,6 +128,7 @@ class Run:
             row["train_time_s"] = round(t1 - t0, 2)
             row["images_per_s"] = round(speed, 1)
             row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
+            row["elapsed_s"] = round(time.perf_counter() - train_start, 1)
             tracker.update(row, self.model)
             best = tracker.best
             shown = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
@@ -145,8 +146,45 @@ class Run:
             "best_epoch": int(tracker.best["epoch"]),
         }
         self.write_summary()
+        plot_curve(self.run_dir / "metrics.jsonl", f"val_{metric}", self.run_dir / CURVE_FILE)
         tracker.restore(self.model)
         return tracker.best
+
+
+CURVE_FILE = "training_curve.png"
+
+
+def plot_curve(log: Path, metric: str, png: Path) -> Path | None:
+    """The validation ``metric`` against training time (``elapsed_s``) from a run's
+    metrics.jsonl: the picture of what more time buys. None when nothing was validated."""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if metric in r and "elapsed_s" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    minutes = [r["elapsed_s"] / 60 for r in rows]
+    ax.plot(minutes, [r[metric] for r in rows], marker="o")
+    for r, x in zip(rows, minutes, strict=True):
+        ax.annotate(
+            str(int(r["epoch"])),
+            (x, r[metric]),
+            fontsize=7,
+            xytext=(2, 2),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("training time (min)")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{metric} by training time (epochs annotated)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return png
 
 
 def val_metrics(best: dict[str, float]) -> dict[str, float]:

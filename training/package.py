@@ -126,10 +126,14 @@ def hyperparameters(args: argparse.Namespace) -> dict[str, object]:
 
 
 def fresh_stage(run_dir: Path) -> Path:
-    """An empty ``<run_dir>/package`` to assemble a package in."""
+    """An empty ``<run_dir>/package`` to assemble a package in, with the run's training curve
+    (``training_curve.png``, validation metric by training time) when there is one."""
     stage = run_dir / "package"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
+    curve = run_dir / "training_curve.png"
+    if curve.exists():
+        shutil.copy(curve, stage / curve.name)
     return stage
 
 
