@@ -61,3 +61,25 @@ def write_fixture_package(
         ),
     ).save(directory)
     return directory
+
+
+# Drawn test scenes for the colour test instruments: (RGB colour, [x1, y1, x2, y2]) rectangles.
+Rects = list[tuple[tuple[int, int, int], list[int]]]
+
+
+def scene(width: int, height: int, rects: Rects) -> Any:  # np.ndarray uint8 [H, W, 3]
+    """A black image with the rectangles filled in their colours (later ones on top)."""
+    import numpy as np
+
+    pixels = np.zeros((height, width, 3), np.uint8)
+    for colour, (x1, y1, x2, y2) in rects:
+        pixels[y1:y2, x1:x2] = colour
+    return pixels
+
+
+def post_image(server: Any, path: str, data: bytes, **fields: object) -> Any:
+    """POST `data` as the `image` file part of a multipart form with `fields` (as strings)."""
+    form = {k: str(v) for k, v in fields.items()}
+    return server.client.post(
+        path, files={"image": ("image", data, "application/octet-stream")}, data=form
+    )

@@ -32,12 +32,12 @@ from service.results import Detections, Instances
 from service.runner import api_name
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
+from tests.fixture_packages import Rects, post_image, scene
 from tests.instances_fixture import LABELS, NAME, SCORES, SIZE, STRIDE, write_package
 from tests.samples import _UNDO_ORIENTATION
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 CLASS = {RED: 0, GREEN: 1, BLUE: 2}
-Rects = list[tuple[tuple[int, int, int], list[int]]]
 slow = pytest.mark.slow  # the tests that start a server
 
 
@@ -127,17 +127,7 @@ def instancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def instances(server: Server, data: bytes, **fields: object) -> httpx.Response:
-    form = {k: str(v) for k, v in fields.items()}
-    return server.client.post(
-        "/instances", files={"image": ("image", data, "application/octet-stream")}, data=form
-    )
-
-
-def scene(width: int, height: int, rects: Rects) -> np.ndarray:
-    pixels = np.zeros((height, width, 3), np.uint8)
-    for colour, (x1, y1, x2, y2) in rects:
-        pixels[y1:y2, x1:x2] = colour
-    return pixels
+    return post_image(server, "/instances", data, **fields)
 
 
 def tolerance(width: int, height: int) -> int:

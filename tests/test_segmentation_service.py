@@ -25,12 +25,12 @@ from service.results import SegmentationMap
 from service.runner import api_name
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
+from tests.fixture_packages import Rects, post_image, scene
 from tests.samples import _UNDO_ORIENTATION
 from tests.segmentation_fixture import LABELS, NAME, SIZE, write_package
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 CLASS = {RED: 1, GREEN: 2, BLUE: 3}
-Rects = list[tuple[tuple[int, int, int], list[int]]]
 slow = pytest.mark.slow  # the tests that start a server
 
 
@@ -107,17 +107,7 @@ def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def segment(server: Server, data: bytes, **fields: object) -> httpx.Response:
-    form = {k: str(v) for k, v in fields.items()}
-    return server.client.post(
-        "/segment", files={"image": ("image", data, "application/octet-stream")}, data=form
-    )
-
-
-def scene(width: int, height: int, rects: Rects) -> np.ndarray:
-    pixels = np.zeros((height, width, 3), np.uint8)
-    for colour, (x1, y1, x2, y2) in rects:
-        pixels[y1:y2, x1:x2] = colour
-    return pixels
+    return post_image(server, "/segment", data, **fields)
 
 
 def expected_map(width: int, height: int, rects: Rects) -> np.ndarray:
