@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from service.settings import get_settings
+from service.settings import PROCESS_ENV_DEFAULTS, get_settings
 
 
 def cmd_import_models(args: argparse.Namespace) -> int:
@@ -24,6 +24,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cmd_import_models(argparse.Namespace(model_store=str(settings.model_store)))
     port = str(args.port or settings.http_port)
     os.environ["VISION_HTTP_PORT"] = port
+    for key, value in PROCESS_ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     argv = ["bentoml", "serve", "service.gateway:Vision", "--port", port, "--host", settings.host]
     if args.reload:
         argv.append("--reload")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from service.settings import PROCESS_ENV_DEFAULTS
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_STORE = ROOT / "model_store"
 SERVICE = "service.gateway:Vision"
@@ -95,6 +97,7 @@ class ServerProcess:
 def server_env(home: Path, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of the server: ours, a private BentoML home, the bundled models."""
     return {
+        **PROCESS_ENV_DEFAULTS,
         **os.environ,
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",

@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Environment defaults of the server processes (a variable already set wins). Parallelism comes
+# from the worker processes and ONNX Runtime's own threads; a multi-threaded BLAS inside an HTTP
+# worker only spins against them (a 10x16 @ 16x6400 product took 0.02 ms idle, ~200 ms under
+# load: service/bench_masks.py).
+PROCESS_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
 
 class Settings(BaseSettings):
     """Service configuration. Every field is `VISION_<FIELD>` in the environment."""

@@ -45,7 +45,13 @@ def prototype_masks(
     if boxes.shape != (m, 4):
         raise ValueError(f"boxes must be ({m}, 4), got {boxes.shape}")
     _, hp, wp = prototypes.shape
-    logits = coefficients.astype(np.float32) @ prototypes.reshape(p, hp * wp).astype(np.float32)
+    # einsum's own loop, not BLAS: a multi-threaded BLAS call this small is ~0.02 ms on an idle
+    # machine but tens of ms when the inference threads hold the cores (service/bench_masks.py).
+    logits = np.einsum(
+        "mp,pk->mk",
+        coefficients.astype(np.float32),
+        prototypes.reshape(p, hp * wp).astype(np.float32),
+    )
     probs = 1.0 / (1.0 + np.exp(-np.clip(logits, -50.0, 50.0)))
     probs = probs.reshape(m, hp, wp)
     xs = np.arange(wp, dtype=np.float32) + 0.5
