@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from service.bench_micro import BENCHMARKS_MD, median_ms, publish
 from service.ops.nms import batched_nms
 
-BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 HEADING = "## NMS"
 IMAGE = 640.0
 CLASSES = 80
@@ -48,13 +44,7 @@ def make_candidates(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def median_us(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - t0)
-    return statistics.median(times) / 1000
+    return median_ms(fn, repeats) * 1000
 
 
 def same_keep(ours: np.ndarray, theirs: np.ndarray, scores: np.ndarray) -> bool:
@@ -64,16 +54,6 @@ def same_keep(ours: np.ndarray, theirs: np.ndarray, scores: np.ndarray) -> bool:
         np.array_equal(np.sort(ours), np.sort(theirs))
         and np.array_equal(scores[ours], scores[theirs])
     )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def render(rows: list[tuple[int, int, float, float, bool]]) -> str:
@@ -87,20 +67,6 @@ def render(rows: list[tuple[int, int, float, float, bool]]) -> str:
             f"x{ours / theirs:.2f} | {'yes' if same else 'NO'} |"
         )
     return "\n".join(lines)
-
-
-def record(section: str, path: Path) -> None:
-    """Insert `section` at the end of the NMS section of `path` (created if absent)."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == HEADING), None)
-    if start is None:
-        path.write_text(text.rstrip("\n") + f"\n\n{HEADING}\n\n{section}")
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    head = "".join(lines[:end]).rstrip("\n") + "\n\n"
-    tail = "".join(lines[end:])
-    path.write_text(head + section + ("\n" + tail if tail else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,29 +96,19 @@ def main(argv: list[str] | None = None) -> int:
         us_theirs = median_us(partial(tv_batched_nms, tb, ts, tc, args.iou), repeats)
         rows.append((n, len(ours), us_ours, us_theirs, same_keep(ours, theirs, scores)))
         print(f"{n:>7} boxes: numpy {us_ours:,.0f} µs, torchvision {us_theirs:,.0f} µs", flush=True)
-    load_end = os.getloadavg()
-
-    table = render(rows)
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = "python -m service.bench_nms" + "".join(f" {a}" for a in (argv or []))
-    section = (
-        f"### {now}\n\n"
-        f"- machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}\n"
-        f"- load average (1/5/15 min) at start / end: "
-        f"{' '.join(f'{x:.2f}' for x in load_start)} / {' '.join(f'{x:.2f}' for x in load_end)}\n"
-        f"- numpy {np.__version__}, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), IoU threshold {args.iou}\n"
-        f"- data: seed {args.seed}, boxes clustered around n/20 objects in a 640x640 image, "
-        f"{CLASSES} classes, scores uniform in [0, 1); median of 5-200 calls after a warm-up\n"
-        f"- command: `{command}`\n\n{table}\n\n"
+    details = [
+        f"numpy {np.__version__}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), IoU threshold {args.iou}",
+        f"data: seed {args.seed}, boxes clustered around n/20 objects in a 640x640 image, "
+        f"{CLASSES} classes, scores uniform in [0, 1); median of 5-200 calls after a warm-up",
+    ]
+    footer = (
         "\\* same kept boxes in the same score order (equal scores may swap: torch's sort is "
-        "not stable)\n"
+        "not stable)"
     )
-    print()
-    print(table)
-    if not args.no_record:
-        record(section, args.output)
-        print(f"\nrecorded in {args.output}")
+    output = None if args.no_record else args.output
+    publish("service.bench_nms", argv, details, render(rows), heading=HEADING, output=output,
+            load_start=load_start, footer=footer)  # fmt: skip
     return 0
 
 

@@ -199,3 +199,38 @@ def test_scene_image_falls_back_to_the_photo_and_says_so(monkeypatch) -> None:
     fallback = scene_jpeg()
     assert fallback.content_type == "image/jpeg"
     assert fallback.description.startswith("NOT a scene (OSError: no Fashion-MNIST here)")
+
+
+def test_mask_micro_benchmark_records_its_section(tmp_path) -> None:
+    from service.bench_masks import HEADING, instance_row
+    from service.bench_masks import main as masks_main
+
+    row = instance_row(200, 120, seed=0)
+    assert row["total"] == pytest.approx(row["product"] + row["paste"] + row["encode"])
+    assert 0.05 < row["mask_fraction"] < 0.95 and row["rle_bytes"] > 0
+    out = tmp_path / "BENCHMARKS.md"
+    assert masks_main(["--sizes", "64x48", "96x128", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert HEADING in text and "| 64x48 |" in text and "| 96x128 |" in text
+
+
+def test_segmentation_output_benchmark_cuts_the_graph_before_its_upsampling(tmp_path) -> None:
+    """The logits graph of the bundled segmenter, upsampled and argmaxed in numpy, gives
+    (almost) the label map the full graph gives at the model's own size."""
+    pytest.importorskip("onnx")
+    import onnxruntime as ort
+
+    from service.bench_seg_output import DEFAULT_MODEL, logits_graph, numpy_upsample_argmax
+    from service.model_package import ModelPackage
+
+    pkg = ModelPackage.load(DEFAULT_MODEL)
+    side = pkg.input.width
+    cut, _ = logits_graph(DEFAULT_MODEL / pkg.file, tmp_path / "logits.onnx")
+    image = np.random.default_rng(0).integers(0, 256, (1, side, side, 3), dtype=np.uint8)
+    full = ort.InferenceSession(str(DEFAULT_MODEL / pkg.file), providers=["CPUExecutionProvider"])
+    part = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])
+    (labels,) = full.run(None, {"images": image})
+    (logits,) = part.run(None, {"images": image})
+    assert logits.shape == (1, len(pkg.labels), side // 4, side // 4)
+    mine = numpy_upsample_argmax(logits[0], (0, 0, side, side), 4.0, side, side)
+    assert (mine == labels[0]).mean() > 0.99
