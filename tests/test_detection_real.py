@@ -132,9 +132,10 @@ def max_box_error(expected: list[dict], got: list[dict], transform=lambda box: b
 
 
 def test_map_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> None:
-    from training.det_eval import http_results, score_results
+    from training.det_eval import score_results
+    from training.http_eval import coco_results
 
-    image_ids, classes, results = http_results(scenes, server.url, concurrency=4)
+    image_ids, classes, results, _ = coco_results(scenes, server.url, "/detect", concurrency=4)
     assert len(image_ids) == NUM_IMAGES
     report = score_results(scenes, image_ids, classes, results)
     assert report.map >= MAP_FLOOR, report.metrics

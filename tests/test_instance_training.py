@@ -96,7 +96,9 @@ def test_mask_loss_learns_one_batch(scenes: Path) -> None:
     assert first is not None and last is not None and last < 0.6 * first
 
 
-def test_train_export_package_smoke(scenes: Path, tmp_path: Path) -> None:
+def test_train_export_package_smoke(
+    scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from training.cli import main
     from training.export import cpu_session
 
@@ -137,3 +139,15 @@ def test_train_export_package_smoke(scenes: Path, tmp_path: Path) -> None:
     assert dets.shape == (3, k, 14) and coefs.shape == (3, k, 4)
     assert protos.shape == (3, 4, 24, 24)
     assert (np.abs(coefs) <= 1).all()  # tanh
+
+    # the package scored again by the CLI: the same test-set numbers as packaging recorded
+    capsys.readouterr()
+    png = tmp_path / "segm_pr.png"
+    argv = ["evaluate-instances", str(pkg_dir), f"--annotations={scenes}", f"--png={png}"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["segm_map"] == package.evaluation[0].metrics["segm_map"]
+    assert report["bbox_map"] == package.evaluation[0].metrics["bbox_map"]
+    assert png.stat().st_size > 0
+    with pytest.raises(SystemExit, match="package directory or --url"):
+        main(["evaluate-instances", f"--annotations={scenes}"])

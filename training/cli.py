@@ -15,6 +15,7 @@ import argparse
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -128,12 +129,27 @@ def _train_segmenter(args: argparse.Namespace) -> int:
 
 
 def _evaluate_segmenter(args: argparse.Namespace) -> int:
-    from training.segmentation import evaluate_package
+    from training.segmentation import evaluate_package, evaluate_service
 
-    png = args.png or Path("runs") / "evaluate" / args.package.name / "examples.png"
+    if (args.package is None) == (args.url is None):
+        raise SystemExit("evaluate-segmenter: give a package directory or --url, not both")
     kw = {"image_dir": args.image_dir, "mask_dir": args.mask_dir}
-    print(json.dumps(evaluate_package(args.package, args.data, args.limit, png, **kw), indent=2))
+    if args.package:
+        png = args.png or Path("runs") / "evaluate" / args.package.name / "examples.png"
+        report = evaluate_package(args.package, args.data, args.limit, png, **kw)
+    else:
+        kw["concurrency"] = args.concurrency
+        report = evaluate_service(args.url, args.data, args.model, args.limit, **kw)
+    print(json.dumps(report, indent=2))
     return 0
+
+
+def _evaluate_instances(args: argparse.Namespace) -> int:
+    from training.instances import evaluate_package, evaluate_service
+
+    return _evaluate_coco(
+        args, "evaluate-instances", "segm_precision_recall.png", evaluate_package, evaluate_service
+    )
 
 
 def _train_instances(args: argparse.Namespace) -> int:
@@ -153,10 +169,23 @@ def _export_detector(args: argparse.Namespace) -> int:
 def _evaluate_detector(args: argparse.Namespace) -> int:
     from training.det_package import evaluate_package, evaluate_service
 
+    return _evaluate_coco(
+        args, "evaluate-detector", "precision_recall.png", evaluate_package, evaluate_service
+    )
+
+
+def _evaluate_coco(
+    args: argparse.Namespace,
+    command: str,
+    png_name: str,
+    evaluate_package: Callable[..., dict],
+    evaluate_service: Callable[..., dict],
+) -> int:
+    """A package's ONNX model or a running service (``--url``) on a COCO set: print the JSON."""
     if (args.package is None) == (args.url is None):
-        raise SystemExit("evaluate-detector: give a package directory or --url, not both")
+        raise SystemExit(f"{command}: give a package directory or --url, not both")
     name = args.package.name if args.package else (args.model or "service")
-    png = args.png or Path("runs") / "evaluate" / name / "precision_recall.png"
+    png = args.png or Path("runs") / "evaluate" / name / png_name
     if args.package:
         report = evaluate_package(args.package, args.annotations, args.limit, png)
     else:
@@ -288,6 +317,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_instance_args(p)
     p.set_defaults(func=_train_instances)
 
+    p = subparsers.add_parser(
+        "evaluate-instances",
+        help="COCO bbox + segm mAP of an instance package's ONNX model, or of a running "
+        "service's POST /instances (--url)",
+    )
+    p.add_argument("package", type=Path, nargs="?", default=None, help="model package directory")
+    p.add_argument("--annotations", type=Path, required=True, help="COCO annotations with masks")
+    p.add_argument("--url", default=None, help="score a running service's POST /instances")
+    p.add_argument("--model", default=None, help="with --url: the model (default instances)")
+    p.add_argument("--concurrency", type=int, default=8, help="with --url: requests in flight")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--png", type=Path, default=None, help="mask precision-recall PNG path")
+    p.set_defaults(func=_evaluate_instances)
+
     from training.seg_args import add_train_args as add_segmenter_args
 
     p = subparsers.add_parser(
@@ -299,9 +342,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train_segmenter)
 
     p = subparsers.add_parser(
-        "evaluate-segmenter", help="mIoU of a segmentation package's ONNX model on a set"
+        "evaluate-segmenter",
+        help="mIoU of a segmentation package's ONNX model on a set, or of a running service's "
+        "POST /segment (--url)",
     )
-    p.add_argument("package", type=Path, help="model package directory (model.json)")
+    p.add_argument(
+        "package", type=Path, nargs="?", default=None, help="model package directory (model.json)"
+    )
+    p.add_argument("--url", default=None, help="score a running service's POST /segment")
+    p.add_argument("--model", default=None, help="with --url: the model (default segmenter)")
+    p.add_argument("--concurrency", type=int, default=8, help="with --url: requests in flight")
     p.add_argument("--data", type=Path, required=True, help="set directory (images + masks)")
     p.add_argument("--image-dir", default="images")
     p.add_argument("--mask-dir", default="semantic")

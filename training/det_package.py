@@ -180,10 +180,11 @@ def evaluate_service(
 ) -> dict:
     """COCO-evaluate a running service's ``POST /detect`` on a COCO set (images sent as files,
     boxes scored in the original image's pixels); writes the PR PNG."""
-    from training.det_eval import http_results, score_results
+    from training.det_eval import score_results
+    from training.http_eval import coco_results
 
-    image_ids, classes, results = http_results(
-        annotations, url, model=model, limit=limit, concurrency=concurrency
+    image_ids, classes, results, _ = coco_results(
+        annotations, url, "/detect", model=model, limit=limit, concurrency=concurrency
     )
     report = score_results(annotations, image_ids, classes, results)
     png.parent.mkdir(parents=True, exist_ok=True)

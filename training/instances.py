@@ -152,3 +152,50 @@ def package(
         ),
     )
     return save_and_install(pkg, stage, args.output_dir / args.name)
+
+
+def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:
+    """COCO bbox + segm mAP of an instance package's ONNX model on a COCO set (the service's
+    mask functions); writes the mask PR PNG."""
+    from training.det_data import load_detection_data
+
+    pkg = ModelPackage.load(package_dir)
+    if pkg.task != "instances" or pkg.input.resize != "letterbox":
+        raise SystemExit(f"{package_dir} is not a letterboxed instance segmentation package")
+    if not isinstance(pkg.postprocess, InstancesPost):
+        raise SystemExit(f"{package_dir}: postprocess is not an instances configuration")
+    data = load_detection_data(annotations, pkg.input.height, limit)
+    if data.classes != pkg.labels:
+        raise SystemExit(f"data set classes {data.classes} != package labels {pkg.labels}")
+    predict = onnx_predictor(package_dir / pkg.file)
+    report = evaluate_instances(data, predict, pkg.postprocess.mask_threshold)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_pr_curves(report.segm, data.classes, png, f"{pkg.name}: segm mAP {report.segm.map:.4f}")
+    return report.as_json() | {"png": str(png)}
+
+
+def evaluate_service(
+    url: str,
+    annotations: Path,
+    model: str | None,
+    limit: int | None,
+    concurrency: int,
+    png: Path,
+) -> dict:
+    """COCO bbox + segm mAP of a running service's ``POST /instances``: boxes and the returned
+    RLE masks, in the original images' pixels, scored by pycocotools; writes the mask PR PNG."""
+    from training.det_eval import score_results
+    from training.http_eval import coco_results
+    from training.inst_eval import InstanceReport
+
+    ids, classes, boxes, masks = coco_results(
+        annotations, url, "/instances", model=model, limit=limit, concurrency=concurrency
+    )
+    report = InstanceReport(
+        score_results(annotations, ids, classes, boxes, "bbox"),
+        score_results(annotations, ids, classes, masks, "segm"),
+    )
+    png.parent.mkdir(parents=True, exist_ok=True)
+    title = f"{url} {model or ''}: segm mAP {report.segm.map:.4f}"
+    plot_pr_curves(report.segm, classes, png, title)
+    return report.as_json() | {"url": url, "png": str(png)}
