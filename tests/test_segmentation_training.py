@@ -80,6 +80,26 @@ def test_photometric_augmentation_is_seeded_and_keeps_shape() -> None:
     assert torch.equal(photometric(images, 0.0, torch.Generator()), images)
 
 
+def test_backbone_transfers_from_a_detector_and_refuses_another_shape() -> None:
+    from training.det_model import Detector
+    from training.seg_model import Segmenter, load_backbone
+
+    torch.manual_seed(0)
+    detector = Detector(10, (16, 16, 32, 32, 48), (1, 1, 1, 1), fpn_width=16)
+    segmenter = Segmenter(11, (16, 16, 32, 32, 48), (1, 1, 1, 1), fpn_width=16)
+    state = detector.state_dict()
+    copied = load_backbone(segmenter, state)
+    own = segmenter.state_dict()
+    backbone = [k for k in own if k.startswith(("stem.", "stages."))]
+    assert copied == len(backbone) > 0
+    assert all(torch.equal(own[k], state[k]) for k in backbone)
+    other = Segmenter(11, (16, 16, 32, 32, 64), (1, 1, 1, 1), fpn_width=16)
+    with pytest.raises(ValueError, match="stages"):
+        load_backbone(other, state)
+    with pytest.raises(ValueError, match="lacks"):
+        load_backbone(segmenter, {k: v for k, v in state.items() if not k.startswith("stem.")})
+
+
 def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.cli import main
     from training.export import cpu_session
@@ -127,3 +147,31 @@ def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["evaluate-segmenter", str(pkg_dir), f"--data={root}", f"--png={png}"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["samples"] == 12 and 0 <= result["miou"] <= 1 and png.exists()
+
+    # A second run starting from the first one's backbone, frozen: decoder-only training
+    # leaves every backbone tensor (batch-norm statistics included) as it was loaded.
+    first = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    rc = main(
+        [
+            "train-segmenter",
+            f"--train={root}",
+            f"--test={root}",
+            *args,
+            "--val-fraction=0.25",
+            "--widths=16,16,16,32,32",
+            "--fpn-width=16",
+            f"--init-backbone={tmp_path / 'run' / 'best.pt'}",
+            "--freeze-backbone",
+            f"--output-dir={tmp_path / 'store'}",
+            f"--run-dir={tmp_path / 'run2'}",
+            "--name=smoke-seg2",
+        ]
+    )
+    assert rc == 0
+    second = torch.load(tmp_path / "run2" / "best.pt", weights_only=True)["model"]
+    backbone = [k for k in second if k.startswith(("stem.", "stages."))]
+    assert backbone and all(torch.equal(second[k], first[k]) for k in backbone)
+    head = [k for k in second if k.startswith("head.") and second[k].is_floating_point()]
+    assert any(not torch.equal(second[k], first[k]) for k in head)
+    data = ModelPackage.load(tmp_path / "store" / "smoke-seg2").provenance.data
+    assert "backbone initialised from" in data and str(tmp_path / "run") in data

@@ -19,4 +19,16 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=0.3,
         help="brightness/contrast strength + channel shuffle + greyscale; 0 disables",
     )
+    p.add_argument(
+        "--init-backbone",
+        type=Path,
+        default=None,
+        help="start the backbone from a train-detector or train-instances run's best.pt "
+        "(same --widths/--depths)",
+    )
+    p.add_argument(
+        "--freeze-backbone",
+        action="store_true",
+        help="with --init-backbone: train only the decoder (backbone weights and BN fixed)",
+    )
     return add_common_args(p, name="scenes-segmenter", image_size=320, head_convs=2)

@@ -59,6 +59,38 @@ class Segmenter(nn.Module):
         return self.head(top)
 
 
+BACKBONE_PREFIXES = ("stem.", "stages.")
+
+
+def load_backbone(model: Segmenter, checkpoint: dict[str, torch.Tensor]) -> int:
+    """Copy the stem and stage weights of another of our networks built on
+    ``training.det_model.backbone`` (a detector's or instance segmenter's ``best.pt`` state) into
+    ``model``; returns how many tensors were copied. Every backbone tensor must be present with
+    the same shape, else ``ValueError``: a different backbone configuration is not transferable."""
+    own = {k: v for k, v in model.state_dict().items() if k.startswith(BACKBONE_PREFIXES)}
+    missing = sorted(k for k in own if k not in checkpoint)
+    if missing:
+        raise ValueError(f"checkpoint lacks {len(missing)} backbone tensors, e.g. {missing[0]}")
+    wrong = [k for k, v in own.items() if checkpoint[k].shape != v.shape]
+    if wrong:
+        k = wrong[0]
+        raise ValueError(f"{k}: checkpoint {tuple(checkpoint[k].shape)} vs {tuple(own[k].shape)}")
+    model.load_state_dict({k: checkpoint[k] for k in own}, strict=False)
+    return len(own)
+
+
+def freeze_backbone(model: Segmenter) -> None:
+    """No gradients into the stem and stages; ``backbone_eval`` keeps their batch-norm
+    statistics fixed during training."""
+    for module in (model.stem, model.stages):
+        module.requires_grad_(False)
+
+
+def backbone_eval(model: Segmenter) -> None:
+    model.stem.eval()
+    model.stages.eval()
+
+
 class SegmentationServingWrapper(UInt8Input):
     """uint8 NHWC RGB ``images`` -> uint8 ``labels`` ``[N, H, W]`` (class ids at the input
     size). ``logits`` gives the float logits at the input size for training and evaluation."""

@@ -10,6 +10,8 @@ the test set at each image's original size (``training.seg_eval``), as the servi
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -27,7 +29,13 @@ from training.loop import Run, start_run, val_metrics
 from training.package import fresh_stage, hyperparameters, provenance, save_and_install
 from training.seg_data import IGNORE, SegmentationData, load_segmentation_data, split_data
 from training.seg_eval import evaluate, onnx_predictor, plot_examples, write_report
-from training.seg_model import SegmentationServingWrapper, Segmenter
+from training.seg_model import (
+    SegmentationServingWrapper,
+    Segmenter,
+    backbone_eval,
+    freeze_backbone,
+    load_backbone,
+)
 
 OUTPUT_NAME = "labels"
 EXAMPLES_FILE = "examples.png"
@@ -55,6 +63,8 @@ def train_one_epoch(
     generator: torch.Generator,
 ) -> dict[str, float]:
     wrapper.train()
+    if args.freeze_backbone:
+        backbone_eval(wrapper.model)
     device = wrapper.scale.device
     steps = math.ceil(len(data) / args.batch_size)
     if args.max_steps:
@@ -219,11 +229,52 @@ def package(
                 metrics=val_metrics,
             ),
         ],
-        provenance=provenance(
-            summary, args.seed, f"train: {summary['train_data']}; test: {args.test}"
-        ),
+        provenance=provenance(summary, args.seed, data_note(summary, args)),
     )
     return save_and_install(pkg, stage, args.output_dir / args.name)
+
+
+def init_from(model: Segmenter, args: argparse.Namespace) -> dict[str, object] | None:
+    """``--init-backbone``: load the backbone from one of our runs' ``best.pt`` (and freeze it
+    with ``--freeze-backbone``); returns what the package records about that start."""
+    if args.init_backbone is None:
+        if args.freeze_backbone:
+            raise SystemExit("--freeze-backbone needs --init-backbone")
+        return None
+    path: Path = args.init_backbone
+    if not path.is_file():
+        raise SystemExit(f"--init-backbone {path}: no such file")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        copied = load_backbone(model, checkpoint.get("model", checkpoint))
+    except ValueError as exc:
+        raise SystemExit(f"--init-backbone {path}: {exc}") from exc
+    if args.freeze_backbone:
+        freeze_backbone(model)
+    source = path.parent / "summary.json"
+    origin = json.loads(source.read_text()) if source.is_file() else {}
+    print(f"backbone: {copied} tensors from {path}" + (" (frozen)" if args.freeze_backbone else ""))
+    return {
+        "checkpoint": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "tensors": copied,
+        "frozen": bool(args.freeze_backbone),
+        "source_command": origin.get("command"),
+        "source_training_time_s": origin.get("training_time_s"),
+        "source_device": origin.get("device"),
+    }
+
+
+def data_note(summary: dict, args: argparse.Namespace) -> str:
+    note = f"train: {summary['train_data']}; test: {args.test}"
+    init = summary.get("init_backbone")
+    if init:
+        note += (
+            f"; backbone initialised from {init['checkpoint']} (sha256 {init['sha256'][:12]}, "
+            f"trained by `{init['source_command']}` in {init['source_training_time_s']} s on "
+            f"{init['source_device']})"
+        )
+    return note
 
 
 def train(args: argparse.Namespace, command: str) -> Path:
@@ -237,7 +288,11 @@ def train(args: argparse.Namespace, command: str) -> Path:
     model = Segmenter(
         len(train_data.classes), args.widths, args.depths, args.fpn_width, args.head_convs
     )
+    init = init_from(model, args)
     run = Run.create(args, model, run_dir, len(train_data), command)
+    if init:
+        run.summary["init_backbone"] = init
+        run.write_summary()
     wrapper = SegmentationServingWrapper(model).to(run.device)
     best = run.fit(
         lambda epoch: train_one_epoch(
@@ -263,3 +318,12 @@ def evaluate_package(package_dir: Path, root: Path, limit: int | None, png: Path
     png.parent.mkdir(parents=True, exist_ok=True)
     plot_examples(data, predict, png, title=f"{pkg.name}: mIoU {report.miou:.4f}")
     return report.as_json() | {"png": str(png)}
+
+
+def evaluate_service(url: str, root: Path, model: str | None, limit: int | None, **kw) -> dict:
+    """mIoU of a running service's ``POST /segment`` on a label-PNG set, from the returned
+    label maps at the original size (``training.http_eval``)."""
+    from training.http_eval import segmentation_report
+
+    report = segmentation_report(root, url, model=model, limit=limit, **kw)
+    return report.as_json() | {"url": url}
