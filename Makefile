@@ -8,7 +8,7 @@ export BENTOML_HOME ?= $(CURDIR)/.bentoml
 export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
 
-.PHONY: serve test bench lint format train-classifier train-detector export-detector \
+.PHONY: serve test bench lint format train-classifier train-detector export-detector train-instances train-segmenter train-segmenter-cpu \
 	data-scenes import-models build clean
 
 $(PY):
@@ -56,7 +56,11 @@ format: $(VENV)/.all
 bench: $(VENV)/.all
 	$(VENV)/bin/vision bench
 	$(VENV)/bin/vision bench --model scenes-detector --concurrency 1,8,32 --modes on,off,local
+	$(VENV)/bin/vision bench --model scenes-segmenter --concurrency 1,8,32 --modes on,off,local
+	$(VENV)/bin/vision bench --model scenes-instances --concurrency 1,8,32 --modes on,off,local
 	$(PY) -m service.bench_nms
+	$(PY) -m service.bench_masks
+	$(PY) -m service.bench_seg_output
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).
 TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
@@ -91,6 +95,34 @@ train-detector: $(VENV)/.all data-scenes
 # Package runs/scenes-detector/best.pt again (export, parity, test mAP on this machine).
 export-detector: $(VENV)/.all data-scenes
 	$(VENV)/bin/vision export-detector --run-dir runs/scenes-detector
+
+# The bundled instance segmenter (model_store/scenes-instances): the recorded command. It
+# trains on this 2-core CPU in under an hour (3,000 scenes at 256 px, bf16).
+TRAIN_INSTANCES_ARGS := --train $(SCENES_TRAIN) --test $(SCENES_TEST) --limit 3000 \
+	--image-size 256 --epochs 28 --eval-every 7 --batch-size 16 --bf16 --threads 2 \
+	--load-threads 2 --name scenes-instances --version 1.0.0
+train-instances: $(VENV)/.all data-scenes
+	$(VENV)/bin/vision train-instances $(TRAIN_INSTANCES_ARGS)
+
+# The bundled semantic segmenter (model_store/scenes-segmenter): the recorded command, trained
+# from scratch on a lent H100 in 114 s (hours on a 2-core CPU).
+TRAIN_SEGMENTER_ARGS := --train data/scenes-train --test data/scenes-test --epochs 30 \
+	--eval-every 5 --image-size 320 --batch-size 64 --bf16 --load-threads 16 \
+	--name scenes-segmenter --version 1.0.0
+train-segmenter: $(VENV)/.all data-scenes
+	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_ARGS)
+
+# Without a GPU: the detector's backbone (runs/scenes-detector/best.pt) fine-tuned with the
+# semantic decoder on this 2-core CPU in 25 min (test mIoU 0.545 vs the bundled 0.559).
+DETECTOR_CHECKPOINT := runs/scenes-detector/best.pt
+TRAIN_SEGMENTER_CPU_ARGS := --train data/scenes-train --test data/scenes-test --limit 8000 \
+	--val-fraction 0.05 --image-size 320 --epochs 3 --eval-every 1 --batch-size 16 \
+	--lr 1e-3 --warmup-epochs 0.3 --bf16 --threads 2 --load-threads 2 \
+	--init-backbone $(DETECTOR_CHECKPOINT) --name scenes-segmenter-cpu --version 1.0.0
+$(DETECTOR_CHECKPOINT):
+	$(MAKE) train-detector
+train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
+	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_CPU_ARGS)
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build
