@@ -1,0 +1,249 @@
+"""The embedded gallery store: one SQLite file in WAL mode with ``synchronous=FULL``.
+
+Every write is one ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction; a method returns only after
+the commit, and with WAL + FULL the commit is on disk (fsync'd) when it returns, so anything
+acknowledged survives a kill -9 or a power cut. Subjects and faces; no images. The gallery is
+bound to one embedding model (name, version, dimension), recorded in the file on first use:
+opening it with another model, or adding another model's embeddings, raises ``ModelMismatch``.
+Safe for several threads (one connection behind a lock) and several processes (SQLite's file
+locks, ``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.gallery.records import (
+    EmbeddingModel,
+    FaceRecord,
+    GalleryError,
+    ModelMismatch,
+    SubjectInfo,
+    checksum,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subjects (
+    name TEXT PRIMARY KEY,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    face_id TEXT PRIMARY KEY,
+    subject TEXT NOT NULL REFERENCES subjects(name) ON DELETE CASCADE,
+    embedding BLOB NOT NULL,
+    box TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_subject ON faces(subject);
+"""
+MAX_SUBJECT_LENGTH = 200
+
+
+def encode_cursor(subject: str) -> str:
+    return base64.urlsafe_b64encode(subject.encode()).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeError):
+        raise GalleryError(f"invalid cursor {cursor!r}") from None
+
+
+class SQLiteGallery:
+    def __init__(self, path: Path, model: EmbeddingModel, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.model = model
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1e3
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        with self._write() as db:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            self._bind_model(db)
+
+    # --- transactions ------------------------------------------------------------------------
+
+    class _Transaction:
+        def __init__(self, gallery: SQLiteGallery) -> None:
+            self.gallery = gallery
+
+        def __enter__(self) -> sqlite3.Connection:
+            self.gallery._lock.acquire()
+            self.gallery._db.execute("BEGIN IMMEDIATE")
+            return self.gallery._db
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+            try:
+                self.gallery._db.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                self.gallery._lock.release()
+
+    def _write(self) -> SQLiteGallery._Transaction:
+        return SQLiteGallery._Transaction(self)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _bind_model(self, db: sqlite3.Connection) -> None:
+        wanted = {"model": self.model.name, "model_version": self.model.version,
+                  "dim": str(self.model.dim)}  # fmt: skip
+        stored = dict(db.execute("SELECT key, value FROM gallery_meta").fetchall())
+        if not stored:
+            db.executemany("INSERT INTO gallery_meta VALUES (?, ?)", list(wanted.items()))
+            return
+        if stored != wanted:
+            raise ModelMismatch(
+                f"{self.path} holds embeddings of {stored.get('model')} "
+                f"{stored.get('model_version')} (dim {stored.get('dim')}), not "
+                f"{self.model.name} {self.model.version} (dim {self.model.dim})"
+            )
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def add_face(
+        self,
+        subject: str,
+        embedding: np.ndarray,
+        box: tuple[float, float, float, float],
+        metadata: dict[str, Any] | None = None,
+        *,
+        model_version: str | None = None,
+    ) -> FaceRecord:
+        """Enrol one face; durable when this returns. The subject is created if new."""
+        if not subject or len(subject) > MAX_SUBJECT_LENGTH or subject != subject.strip():
+            raise GalleryError(f"subject must be 1-{MAX_SUBJECT_LENGTH} characters, no padding")
+        if model_version is not None and model_version != self.model.version:
+            raise ModelMismatch(
+                f"embedding of {self.model.name} {model_version}; the gallery holds "
+                f"{self.model.version}"
+            )
+        vector = self.model.check(embedding)
+        record = FaceRecord(
+            face_id=uuid.uuid4().hex,
+            subject=subject,
+            embedding=vector,
+            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            model=self.model.name,
+            model_version=self.model.version,
+            created_at=time.time(),
+            metadata=dict(metadata or {}),
+        )
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO subjects VALUES (?, ?)", (subject, record.created_at))
+            db.execute(
+                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.face_id,
+                    subject,
+                    vector.tobytes(),
+                    json.dumps(record.box),
+                    record.model,
+                    record.model_version,
+                    record.created_at,
+                    json.dumps(record.metadata),
+                ),
+            )
+        return record
+
+    def delete_face(self, face_id: str) -> bool:
+        """Remove one face (and its subject when it was the last); durable when this returns."""
+        with self._write() as db:
+            row = db.execute("SELECT subject FROM faces WHERE face_id = ?", (face_id,)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM faces WHERE face_id = ?", (face_id,))
+            db.execute(
+                "DELETE FROM subjects WHERE name = ? AND NOT EXISTS "
+                "(SELECT 1 FROM faces WHERE subject = ?)",
+                (row[0], row[0]),
+            )
+        return True
+
+    def delete_subject(self, subject: str) -> int | None:
+        """Remove a subject and its faces; how many faces went, None for an unknown subject."""
+        with self._write() as db:
+            (count,) = db.execute(
+                "SELECT COUNT(*) FROM faces WHERE subject = ?", (subject,)
+            ).fetchone()
+            gone = db.execute("DELETE FROM subjects WHERE name = ?", (subject,)).rowcount
+        return int(count) if gone else None
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def list_subjects(
+        self, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[SubjectInfo], str | None]:
+        """Subjects by name after ``cursor``; the next cursor, or None on the last page."""
+        if not 1 <= limit <= 1000:
+            raise GalleryError("limit must be in 1..1000")
+        after = decode_cursor(cursor) if cursor else ""
+        rows = self._read(
+            "SELECT s.name, s.created_at, COUNT(f.face_id) FROM subjects s "
+            "LEFT JOIN faces f ON f.subject = s.name WHERE s.name > ? "
+            "GROUP BY s.name ORDER BY s.name LIMIT ?",
+            (after, limit + 1),
+        )
+        page = [SubjectInfo(name, int(n), float(t)) for name, t, n in rows[:limit]]
+        return page, encode_cursor(page[-1].subject) if len(rows) > limit else None
+
+    def subject_faces(self, subject: str) -> list[FaceRecord]:
+        return [self._record(r) for r in self._read(
+            "SELECT * FROM faces WHERE subject = ? ORDER BY created_at, face_id", (subject,)
+        )]  # fmt: skip
+
+    def face(self, face_id: str) -> FaceRecord | None:
+        rows = self._read("SELECT * FROM faces WHERE face_id = ?", (face_id,))
+        return self._record(rows[0]) if rows else None
+
+    def all_faces(self) -> Iterator[FaceRecord]:
+        for row in self._read("SELECT * FROM faces ORDER BY face_id"):
+            yield self._record(row)
+
+    def counts(self) -> tuple[int, int]:
+        """(faces, subjects)."""
+        ((faces,),) = self._read("SELECT COUNT(*) FROM faces")
+        ((subjects,),) = self._read("SELECT COUNT(*) FROM subjects")
+        return int(faces), int(subjects)
+
+    def checksum(self) -> str:
+        return checksum((f.face_id, f.embedding) for f in self.all_faces())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> FaceRecord:
+        face_id, subject, blob, box, model, version, created, metadata = row
+        return FaceRecord(
+            face_id,
+            subject,
+            np.frombuffer(blob, dtype=np.float32).copy(),
+            tuple(json.loads(box)),
+            model,
+            version,
+            float(created),
+            json.loads(metadata),
+        )
