@@ -26,8 +26,11 @@ $(VENV)/.torch: | $(PY)
 	$(PY) -c "import torchvision.ops"
 	touch $@
 
+# facenet-pytorch (MIT): its MTCNN weight files are what `export-face-detector` converts and
+# its own MTCNN is the tests' reference; --no-deps because it pins old torch/numpy.
 $(VENV)/.all: pyproject.toml $(VENV)/.torch
 	$(PIP) install -e ".[$(strip $(ORT_EXTRA)),train,dev,load]"
+	$(PIP) install --no-deps "facenet-pytorch==2.6.0"
 	touch $(VENV)/.serve $@
 
 serve: $(VENV)/.serve
@@ -61,6 +64,7 @@ bench: $(VENV)/.all
 	$(PY) -m service.bench_nms
 	$(PY) -m service.bench_masks
 	$(PY) -m service.bench_seg_output
+	OPENBLAS_NUM_THREADS=1 $(PY) -m service.bench_gallery
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).
 TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
@@ -96,6 +100,13 @@ train-detector: $(VENV)/.all data-scenes
 export-detector: $(VENV)/.all data-scenes
 	$(VENV)/bin/vision export-detector --run-dir runs/scenes-detector
 
+# The bundled face detector (model_store/faces-detector): MTCNN weights from the facenet-pytorch
+# wheel (MIT) in our own networks (training/mtcnn.py), exported to ONNX with a parity check and
+# measured on the sample photos. --no-deps: the wheel pins old torch/numpy; it is only read.
+.PHONY: export-face-detector
+export-face-detector: $(VENV)/.all
+	$(VENV)/bin/vision export-face-detector --out model_store/faces-detector --canvas 576x576
+
 # The bundled instance segmenter (model_store/scenes-instances): the recorded command. It
 # trains on this 2-core CPU in under an hour (3,000 scenes at 256 px, bf16).
 TRAIN_INSTANCES_ARGS := --train $(SCENES_TRAIN) --test $(SCENES_TEST) --limit 3000 \
@@ -129,3 +140,23 @@ build: $(VENV)/.all import-models
 
 clean:
 	rm -rf $(VENV) .bentoml .pytest_cache .mypy_cache .ruff_cache
+
+# The bundled face embedder (model_store/faces-embedder): synthetic identities (train and test
+# from different seeds, so no test identity is seen in training) plus skimage's lfw_subset faces
+# as pseudo-identities; triplet loss with semi-hard negatives, trained on this 2-core CPU.
+.PHONY: data-faces train-face-embedder
+FACES_TRAIN := data/faces-train/landmarks.json
+FACES_TEST := data/faces-test/landmarks.json
+$(FACES_TRAIN): | $(VENV)/.all
+	$(VENV)/bin/vision data-faces --out data/faces-train --identities 1200 \
+		--images-per-identity 14 --seed 0 --size 112 --workers $(WORKERS)
+$(FACES_TEST): | $(VENV)/.all
+	$(VENV)/bin/vision data-faces --out data/faces-test --identities 200 \
+		--images-per-identity 10 --seed 1 --size 112 --workers $(WORKERS)
+data-faces: $(FACES_TRAIN) $(FACES_TEST)
+
+TRAIN_FACE_EMBEDDER_ARGS := --data data/faces-train --test data/faces-test --lfw-subset \
+	--loss triplet --margin 0.2 --epochs 50 --batch 32,4 --image-size 64 --dim 128 --bf16 \
+	--seed 0 --threads 2 --name faces-embedder --version 1.0.0 --out model_store/faces-embedder
+train-face-embedder: $(VENV)/.all data-faces
+	$(VENV)/bin/vision train-face-embedder $(TRAIN_FACE_EMBEDDER_ARGS)

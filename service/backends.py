@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -17,6 +18,7 @@ import numpy as np
 from bentoml.exceptions import BentoMLException
 
 from service.errors import Overloaded
+from service.model_package import InputSpec
 from service.model_store import StoredPackage
 from service.onnx_session import BatchOutput, OnnxModel
 from service.settings import Settings
@@ -33,19 +35,30 @@ class Backend(Protocol):
     async def describe(self) -> Runtime: ...
 
 
+def graph_specs(stored: StoredPackage) -> list[tuple[str, Path, InputSpec, tuple[str, ...]]]:
+    """(session name, ONNX file, input, outputs read) of every graph of a package: the model's
+    own under its name, each extra graph of a multi-stage model under `<name>/<graph>`."""
+    package = stored.package
+    specs = [(package.name, stored.model_path, package.input, TASKS.create(stored).outputs)]
+    for graph, extra in sorted(package.graphs.items()):
+        specs.append(
+            (f"{package.name}/{graph}", stored.path / extra.file, extra.input, tuple(extra.outputs))
+        )
+    return specs
+
+
 def load_sessions(packages: list[StoredPackage], settings: Settings) -> dict[str, OnnxModel]:
-    """One warmed-up ONNX session per package, answering the outputs its task reads."""
+    """One warmed-up ONNX session per graph, answering the outputs its task reads."""
     sessions = {}
     for stored in packages:
-        outputs = TASKS.create(stored).outputs
-        session = OnnxModel(stored.model_path, settings.device, settings.runner_threads, outputs)
-        spec = stored.package.input
-        hwc = (spec.height, spec.width, 3)
-        session.warm_up(
-            hwc if spec.layout == "NHWC" else (3, spec.height, spec.width),
-            (1, min(8, settings.max_batch_size)),
-        )
-        sessions[stored.package.name] = session
+        for name, path, spec, outputs in graph_specs(stored):
+            session = OnnxModel(path, settings.device, settings.runner_threads, outputs)
+            hwc = (spec.height, spec.width, 3)
+            session.warm_up(
+                hwc if spec.layout == "NHWC" else (3, spec.height, spec.width),
+                (1, min(8, settings.max_batch_size)),
+            )
+            sessions[name] = session
     return sessions
 
 

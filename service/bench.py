@@ -75,12 +75,14 @@ TASK_DEFAULTS = {
     "detection": TaskDefaults("scene", (1, 8, 32), targets=False),
     "segmentation": TaskDefaults("scene", (1, 8, 32), targets=False),
     "instances": TaskDefaults("scene", (1, 8, 32), targets=False),
+    "face_detection": TaskDefaults("face", (1, 8, 32), targets=False),
+    "face_embedding": TaskDefaults("face", (1, 8, 32, 128), targets=False),
 }
 
 
 def default_plot(endpoint: str) -> Path:
     """docs/bench_classify.png, docs/bench_detect.png: one plot per endpoint."""
-    return ROOT / "docs" / f"bench_{endpoint.strip('/')}.png"
+    return ROOT / "docs" / f"bench_{endpoint.strip('/').replace('/', '_')}.png"
 
 
 def _ints(text: str) -> list[int]:

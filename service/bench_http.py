@@ -35,6 +35,8 @@ ENDPOINTS = {
     "detection": "/detect",
     "segmentation": "/segment",
     "instances": "/instances",
+    "face_detection": "/faces/detect",
+    "face_embedding": "/faces/identify",  # detect + align + embed + gallery search
 }
 
 

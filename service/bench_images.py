@@ -100,15 +100,26 @@ def scene_jpeg() -> SampleImage:
     return SampleImage(data, desc, "image/jpeg")
 
 
+def face_jpeg(quality: int = 90) -> SampleImage:
+    """scikit-image's `astronaut` (512x512, one face) as JPEG: the face endpoints' request."""
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(data.astronaut())).save(buf, format="JPEG", quality=quality)
+    desc = f"skimage astronaut 512x512 JPEG q{quality} (one face), {buf.tell() / 1024:.1f} KiB"
+    return SampleImage(buf.getvalue(), desc, "image/jpeg")
+
+
 BUILDERS: dict[str, Callable[[], SampleImage]] = {
     "jpeg": photo_jpeg,
     "png": fashion_png,
     "scene": scene_jpeg,
+    "face": face_jpeg,
 }
 
 
 def sample_images(names: list[str]) -> dict[str, SampleImage]:
-    """name -> the encoded request image, for `jpeg`, `png` and/or `scene`."""
+    """name -> the encoded request image, for `jpeg`, `png`, `scene` and/or `face`."""
     unknown = [n for n in names if n not in BUILDERS]
     if unknown:
         raise ValueError(f"unknown images {unknown}; choose from {sorted(BUILDERS)}")

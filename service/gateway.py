@@ -14,6 +14,7 @@ import bentoml
 
 from service.backends import Backend, LocalBackend, RunnerBackend, Runtime
 from service.errors import ApiError, NotFound
+from service.faces.setup import build_face_service
 from service.http_app import create_app
 from service.metrics import Metrics
 from service.middleware import (
@@ -62,6 +63,7 @@ class Vision:
             if self.settings.execution == "runner"
             else LocalBackend(stored, self.settings)
         )
+        self.faces = build_face_service(self.models, self.backend, self.metrics, self.settings)
 
     async def _describe_backend(self) -> Runtime:
         if self.runtime is None:

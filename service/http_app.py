@@ -214,8 +214,8 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="Vision inference service",
         version="0.1.0",
-        description="Classification, detection, semantic and instance segmentation (more tasks "
-        "to come) over REST and gRPC.",
+        description="Classification, detection, semantic and instance segmentation, face "
+        "detection and recognition with a durable gallery, over REST.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -279,6 +279,10 @@ def create_app() -> FastAPI:
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:
         return await _gateway().list_models()
+
+    from service.faces.routes import register_face_routes
+
+    register_face_routes(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

@@ -37,6 +37,15 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+        # Every worker sets these from its own index after each pull of the change feed; all
+        # workers follow the same store, so the most recent value is the gallery's.
+        self.gallery_faces = Gauge(
+            "vision_gallery_faces", "Faces in the gallery", multiprocess_mode="mostrecent"
+        )
+        self.gallery_subjects = Gauge(
+            "vision_gallery_subjects", "Subjects in the gallery", multiprocess_mode="mostrecent"
+        )
+
     def observe_stages(self, model: str, seconds: dict[str, float]) -> None:
         for stage in STAGES:
             if stage in seconds:

@@ -92,12 +92,82 @@ class InstancesPost(_Strict):
     mask_threshold: float = Field(default=0.5, gt=0, lt=1)
 
 
-# Later tasks add their configs to this union (faces).
+class FaceDetectionPost(_Strict):
+    """A cascade face detector (MTCNN-style: proposal, refine and output networks).
+
+    `model.onnx` is the proposal net: fully convolutional, run ONCE per image on a fixed-size
+    canvas (`input`) into which the service packs the image pyramid (levels scaled by
+    `scale_factor` from `12 / min_face`, `level_gap` pixels apart), so every call has the same
+    shape and batches. Its outputs `proposal_scores` [N, h, w] (face probability) and
+    `proposal_offsets` [N, 4, h, w] (box regression) are on a grid of stride `stride` and cell
+    `cell` pixels. The package's extra graphs `refine` (crops `refine_size`^2 -> `scores` [N],
+    `offsets` [N, 4]) and `output` (crops `output_size`^2 -> `scores`, `offsets`,
+    `landmarks` [N, 10]: x1..x5 then y1..y5, relative to the crop box) re-score candidates.
+    All graphs take uint8 NHWC RGB; normalisation lives in the graphs.
+
+    Stage k keeps candidates scoring >= `thresholds[k]` and suppresses overlaps above
+    `nms_thresholds[k]`: IoU for the proposal (after NMS within each level at
+    `level_nms_threshold`) and refine stages, intersection over the smaller box for the output
+    stage. A request's `score_threshold` filters the final faces (when it is below
+    `thresholds[2]`, it also lowers the output stage's threshold). Levels that do not all fit
+    the canvas shrink the whole pyramid (see `service.ops.cascade.plan_pyramid`)."""
+
+    task: Literal["face_detection"] = "face_detection"
+    output: str = "proposal_scores"
+    offsets: str = "proposal_offsets"
+    refine_graph: str = "refine"
+    output_graph: str = "output"
+    min_face: float = Field(default=20.0, gt=0)  # in source-image pixels at most this small
+    scale_factor: float = Field(default=0.709, gt=0, lt=1)
+    level_gap: int = Field(default=4, ge=0)
+    stride: int = Field(default=2, ge=1)
+    cell: int = Field(default=12, ge=1)
+    refine_size: int = Field(default=24, ge=1)
+    output_size: int = Field(default=48, ge=1)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    nms_thresholds: tuple[float, float, float] = (0.7, 0.7, 0.7)
+    level_nms_threshold: float = Field(default=0.5, ge=0, le=1)
+    score_threshold: float = Field(default=0.9, ge=0, le=1)  # default per-request face score
+    max_faces: int = Field(default=100, ge=1)
+
+
+class FaceEmbeddingPost(_Strict):
+    """A face embedder: the single output `output` is float32 [N, dim], L2-normalised in the
+    graph. Faces are aligned before embedding: the similarity transform that maps the detector's
+    5 landmarks (left eye, right eye, nose, left and right mouth corners, as seen in the image)
+    onto `template` (in model-input pixels) warps the face into the input. Without landmarks the
+    box is squared, widened by `box_margin` and resized. `threshold` is the cosine similarity at
+    or above which two faces are the same person (chosen on held-out identities; see the
+    package's evaluation)."""
+
+    task: Literal["face_embedding"] = "face_embedding"
+    output: str = "embedding"
+    dim: int = Field(ge=2, le=4096)
+    threshold: float = Field(ge=-1, le=1)
+    template: list[tuple[float, float]] = Field(min_length=5, max_length=5)
+    box_margin: float = Field(default=0.0, ge=0, le=1)
+
+
 PostProcessing = Annotated[
-    ClassificationPost | DetectionPost | SegmentationPost | InstancesPost,
+    ClassificationPost
+    | DetectionPost
+    | SegmentationPost
+    | InstancesPost
+    | FaceDetectionPost
+    | FaceEmbeddingPost,
     Field(discriminator="task"),
 ]
-Task = Literal["classification", "detection", "segmentation", "instances"]
+Task = Literal[
+    "classification", "detection", "segmentation", "instances", "face_detection", "face_embedding"
+]
+
+
+class ExtraGraph(_Strict):
+    """A further ONNX graph of a multi-stage model (served as `<name>/<graph>`)."""
+
+    file: str
+    input: InputSpec
+    outputs: list[str] = Field(min_length=1)  # read in this order
 
 
 class Evaluation(_Strict):
@@ -140,6 +210,7 @@ class ModelPackage(_Strict):
     postprocess: PostProcessing
     evaluation: list[Evaluation] = Field(default_factory=list)
     quantized: Quantized | None = None
+    graphs: dict[str, ExtraGraph] = Field(default_factory=dict)
     provenance: Provenance
 
     @field_validator("labels")
@@ -155,6 +226,22 @@ class ModelPackage(_Strict):
             raise ValueError(f"postprocess.task {self.postprocess.task!r} != task {self.task!r}")
         return self
 
+    @model_validator(mode="after")
+    def _graphs_named(self) -> ModelPackage:
+        post = self.postprocess
+        if isinstance(post, FaceDetectionPost):
+            missing = {post.refine_graph, post.output_graph} - set(self.graphs)
+            if missing:
+                raise ValueError(f"face_detection needs graphs {sorted(missing)}")
+        return self
+
+    def files(self) -> list[str]:
+        """Every file of the package besides model.json."""
+        names = [self.file, *(g.file for g in self.graphs.values())]
+        if self.quantized is not None:
+            names.append(self.quantized.file)
+        return names
+
     @classmethod
     def load(cls, directory: Path) -> ModelPackage:
         return cls.model_validate_json((directory / MANIFEST_FILE).read_text())
@@ -168,7 +255,7 @@ class ModelPackage(_Strict):
 def content_version(directory: Path, package: ModelPackage) -> str:
     """A version derived from the package's bytes, so re-importing the same files is a no-op."""
     digest = hashlib.sha256()
-    for name in sorted({MANIFEST_FILE, package.file}):
+    for name in sorted({MANIFEST_FILE, package.file, *(g.file for g in package.graphs.values())}):
         digest.update(name.encode())
         digest.update((directory / name).read_bytes())
     return digest.hexdigest()[:16]

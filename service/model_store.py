@@ -40,17 +40,16 @@ class StoredPackage:
 def import_package(directory: Path) -> tuple[str, bool]:
     """Import one package directory; returns (tag, created)."""
     package = ModelPackage.load(directory)
-    if not (directory / package.file).is_file():
-        raise FileNotFoundError(f"{directory / package.file} is missing")
+    for name in package.files():
+        if not (directory / name).is_file():
+            raise FileNotFoundError(f"{directory / name} is missing")
     tag = f"{package.name}:{content_version(directory, package)}"
     try:
         bentoml.models.get(tag)
         return tag, False
     except NotFound:
         pass
-    files = [MANIFEST_FILE, package.file]
-    if package.quantized is not None:
-        files.append(package.quantized.file)
+    files = [MANIFEST_FILE, *package.files()]
     with bentoml.models.create(
         tag,
         labels={VISION_LABEL: "1", "task": package.task},

@@ -8,7 +8,6 @@ the response and recorded in Prometheus.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,11 +16,10 @@ import numpy as np
 
 from service.imaging import DecodedImage, decode_image
 from service.metrics import Metrics
-from service.onnx_session import BatchOutput
 from service.preprocess import InputTransform
-from service.tasks.base import TaskModel
+from service.tasks.base import Infer, TaskModel
 
-Infer = Callable[[str, np.ndarray], Awaitable[BatchOutput]]
+__all__ = ["Infer", "Inference", "Prepared", "prepare", "run"]
 
 
 @dataclass(frozen=True)
@@ -71,17 +69,17 @@ async def run(
     params = model.parse_params(raw_params)
     start = time.perf_counter()
     prepared = await anyio.to_thread.run_sync(prepare, model, data, max_pixels, full_resolution)
-    t_infer = time.perf_counter()
-    output = await infer(model.name, prepared.item[None])
-    t_post = time.perf_counter()
-    result = model.postprocess(output[0], prepared.image, prepared.transform, params)
+    t_forward = time.perf_counter()
+    result, infer_s = await model.forward(
+        prepared.item, prepared.image, prepared.transform, params, infer
+    )
     body = model.to_json(result)
     end = time.perf_counter()
     seconds = {
         "decode": prepared.decode_s,
         "preprocess": prepared.preprocess_s,
-        "infer": t_post - t_infer,
-        "postprocess": end - t_post,
+        "infer": infer_s,
+        "postprocess": end - t_forward - infer_s,
     }
     if metrics is not None:
         metrics.observe_stages(model.name, seconds)

@@ -17,12 +17,11 @@ from typing import Any
 import bentoml
 import numpy as np
 
-from service.backends import describe_sessions, load_sessions
+from service.backends import describe_sessions, graph_specs, load_sessions
 from service.batching import cap_batch_wait
 from service.model_store import load, resolve_tags
 from service.onnx_session import BatchOutput
 from service.settings import Settings, get_settings
-from service.tasks import TASKS
 
 
 def api_name(model_name: str) -> str:
@@ -65,9 +64,8 @@ def _infer_api(model_name: str, settings: Settings, outputs: int = 1) -> Any:
 def build_runner(settings: Settings, tags: list[str]) -> Any:
     namespace: dict[str, Any] = {"tags": tuple(tags), "__module__": __name__}
     for i, tag in enumerate(tags):
-        name = tag.split(":", 1)[0]
-        outputs = len(TASKS.create(load(tag)).outputs)
-        namespace[api_name(name)] = _infer_api(name, settings, outputs)
+        for name, _, _, outputs in graph_specs(load(tag)):
+            namespace[api_name(name)] = _infer_api(name, settings, len(outputs))
         namespace[f"model_{i}"] = bentoml.models.BentoModel(tag)
     resources: dict[str, Any] = {"cpu": "1"}
     if settings.device == "cuda":

@@ -102,6 +102,7 @@ def server_env(home: Path, overrides: Mapping[str, str] | None = None) -> dict[s
         "BENTOML_HOME": str(home / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
         "VISION_MODEL_STORE": str(MODEL_STORE),
+        "VISION_DATA_DIR": str(home / "data"),  # a private face gallery
         **(overrides or {}),
     }
 

@@ -55,8 +55,26 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_pixels: int = Field(default=40_000_000, ge=1)
 
+    # Gallery writes (enrol, delete) need `Authorization: Bearer <api_key>` when it is set;
+    # reads too when `api_key_reads`. Mount it from a Secret; never put it in a ConfigMap.
     api_key: str = ""
+    api_key_reads: bool = False
+
+    # Face recognition. The gallery is SQLite at <data_dir>/gallery.sqlite3 unless
+    # `gallery_url` is a PostgreSQL DSN (several replicas sharing one gallery).
+    data_dir: Path = PROJECT_ROOT / "var"
+    gallery_url: str = ""
+    # How often a worker pulls other workers' / replicas' gallery writes (also before searches).
+    gallery_sync_s: float = Field(default=0.5, gt=0)
+    # Search with an HNSW graph (usearch) at or above this many faces; 0 = always exact.
+    gallery_ann_threshold: int = Field(default=200_000, ge=0)
+    face_detector: str = ""  # model names; empty = the first model of the task
+    face_embedder: str = ""
+    max_metadata_bytes: int = Field(default=16 * 1024, ge=2)
     access_log: bool = False  # per-request access log lines of the gateway (costs CPU per request)
+
+    def gallery_location(self) -> str:
+        return self.gallery_url or str(self.data_dir / "gallery.sqlite3")
 
     def model_tags(self) -> list[str]:
         return [tag.strip() for tag in self.models.split(",") if tag.strip()]

@@ -373,6 +373,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_scenes_args(p)
 
+    from training.mtcnn_export import add_commands as add_face_detector_commands
+
+    add_face_detector_commands(subparsers)
+
 
 def _add_scenes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")

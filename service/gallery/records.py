@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -50,6 +53,18 @@ class FaceRecord:
 
 
 @dataclass(frozen=True)
+class Change:
+    """One entry of a store's change feed, in commit order. ``record`` is the enrolled face for
+    an ``"add"`` (so an index applies it without another query); it is None for a ``"remove"``
+    and for an ``"add"`` whose face a later change (also in the feed, after it) removed."""
+
+    seq: int
+    op: Literal["add", "remove"]
+    face_id: str
+    record: FaceRecord | None = None
+
+
+@dataclass(frozen=True)
 class SubjectInfo:
     subject: str
     faces: int
@@ -64,3 +79,51 @@ def checksum(faces: Iterable[tuple[str, np.ndarray]]) -> str:
         digest.update(face_id.encode())
         digest.update(np.ascontiguousarray(embedding, dtype=np.float32).tobytes())
     return digest.hexdigest()
+
+
+MAX_SUBJECT_LENGTH = 200
+
+
+def new_record(
+    model: EmbeddingModel,
+    subject: str,
+    embedding: np.ndarray,
+    box: tuple[float, float, float, float],
+    metadata: dict[str, Any] | None,
+    model_version: str | None,
+) -> FaceRecord:
+    """A checked record for ``add_face`` (every backend validates the same way): a new face id,
+    the embedding normalised, ``ModelMismatch`` for another model version or dimension."""
+    if not subject or len(subject) > MAX_SUBJECT_LENGTH or subject != subject.strip():
+        raise GalleryError(f"subject must be 1-{MAX_SUBJECT_LENGTH} characters, no padding")
+    if model_version is not None and model_version != model.version:
+        raise ModelMismatch(
+            f"embedding of {model.name} {model_version}; the gallery holds {model.version}"
+        )
+    vector = model.check(embedding)
+    coords = [float(v) for v in box]
+    if len(coords) != 4:
+        raise GalleryError(f"box must be 4 numbers (x0, y0, x1, y1), got {len(coords)}")
+    x0, y0, x1, y1 = coords
+    return FaceRecord(
+        face_id=uuid.uuid4().hex,
+        subject=subject,
+        embedding=vector,
+        box=(x0, y0, x1, y1),
+        model=model.name,
+        model_version=model.version,
+        created_at=time.time(),
+        metadata=dict(metadata or {}),
+    )
+
+
+def encode_cursor(subject: str) -> str:
+    """The ``list_subjects`` page cursor after ``subject`` (the same format in every backend)."""
+    return base64.urlsafe_b64encode(subject.encode()).decode("ascii")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode()
+    except (ValueError, UnicodeError):
+        raise GalleryError(f"invalid cursor {cursor!r}") from None

@@ -7,30 +7,41 @@ bound to one embedding model (name, version, dimension), recorded in the file on
 opening it with another model, or adding another model's embeddings, raises ``ModelMismatch``.
 Safe for several threads (one connection behind a lock) and several processes (SQLite's file
 locks, ``busy_timeout``).
+
+Change feed: every write also appends its changes to ``changes`` (``seq INTEGER PRIMARY KEY
+AUTOINCREMENT``) in the same transaction, so a change is in the feed exactly when the write it
+records is committed. SQLite has one writer at a time (``BEGIN IMMEDIATE`` takes the write lock
+before the seq is allocated), so seqs commit in increasing order and a reader that has seen seq
+``n`` can never later see a change below ``n``: ``changes_since`` never skips one. A file
+written before the feed existed starts with an empty feed (its faces come from ``all_faces``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import threading
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from service.gallery.records import (
+    MAX_SUBJECT_LENGTH,
+    Change,
     EmbeddingModel,
     FaceRecord,
     GalleryError,
     ModelMismatch,
     SubjectInfo,
     checksum,
+    decode_cursor,
+    encode_cursor,
+    new_record,
 )
+
+__all__ = ["MAX_SUBJECT_LENGTH", "SQLiteGallery", "decode_cursor", "encode_cursor"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,19 +60,13 @@ CREATE TABLE IF NOT EXISTS faces (
     metadata TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_subject ON faces(subject);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+    face_id TEXT NOT NULL
+);
 """
-MAX_SUBJECT_LENGTH = 200
-
-
-def encode_cursor(subject: str) -> str:
-    return base64.urlsafe_b64encode(subject.encode()).decode("ascii")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return base64.b64decode(cursor.encode("ascii"), altchars=b"-_", validate=True).decode()
-    except (ValueError, UnicodeError):
-        raise GalleryError(f"invalid cursor {cursor!r}") from None
+FACE_COLUMNS = "face_id, subject, embedding, box, model, model_version, created_at, metadata"
 
 
 class SQLiteGallery:
@@ -132,40 +137,43 @@ class SQLiteGallery:
         model_version: str | None = None,
     ) -> FaceRecord:
         """Enrol one face; durable when this returns. The subject is created if new."""
-        if not subject or len(subject) > MAX_SUBJECT_LENGTH or subject != subject.strip():
-            raise GalleryError(f"subject must be 1-{MAX_SUBJECT_LENGTH} characters, no padding")
-        if model_version is not None and model_version != self.model.version:
-            raise ModelMismatch(
-                f"embedding of {self.model.name} {model_version}; the gallery holds "
-                f"{self.model.version}"
-            )
-        vector = self.model.check(embedding)
-        record = FaceRecord(
-            face_id=uuid.uuid4().hex,
-            subject=subject,
-            embedding=vector,
-            box=tuple(float(v) for v in box),  # type: ignore[arg-type]
-            model=self.model.name,
-            model_version=self.model.version,
-            created_at=time.time(),
-            metadata=dict(metadata or {}),
-        )
+        record = new_record(self.model, subject, embedding, box, metadata, model_version)
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO subjects VALUES (?, ?)", (subject, record.created_at))
-            db.execute(
-                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.face_id,
-                    subject,
-                    vector.tobytes(),
-                    json.dumps(record.box),
-                    record.model,
-                    record.model_version,
-                    record.created_at,
-                    json.dumps(record.metadata),
-                ),
-            )
+            self._insert(db, record)
         return record
+
+    def import_faces(
+        self,
+        faces: Iterable[tuple[str, np.ndarray, tuple[float, float, float, float], dict[str, Any]]],
+    ) -> int:
+        """Bulk enrolment of (subject, embedding, box, metadata) in ONE transaction (a gallery
+        import, the benchmark's prefill): all or nothing, durable when this returns."""
+        count = 0
+        with self._write() as db:
+            for subject, embedding, box, metadata in faces:
+                self._insert(db, new_record(self.model, subject, embedding, box, metadata, None))
+                count += 1
+        return count
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, record: FaceRecord) -> None:
+        db.execute(
+            "INSERT OR IGNORE INTO subjects VALUES (?, ?)", (record.subject, record.created_at)
+        )
+        db.execute(
+            "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.face_id,
+                record.subject,
+                record.embedding.tobytes(),
+                json.dumps(record.box),
+                record.model,
+                record.model_version,
+                record.created_at,
+                json.dumps(record.metadata),
+            ),
+        )
+        db.execute("INSERT INTO changes (op, face_id) VALUES ('add', ?)", (record.face_id,))
 
     def delete_face(self, face_id: str) -> bool:
         """Remove one face (and its subject when it was the last); durable when this returns."""
@@ -179,16 +187,18 @@ class SQLiteGallery:
                 "(SELECT 1 FROM faces WHERE subject = ?)",
                 (row[0], row[0]),
             )
+            db.execute("INSERT INTO changes (op, face_id) VALUES ('remove', ?)", (face_id,))
         return True
 
     def delete_subject(self, subject: str) -> int | None:
         """Remove a subject and its faces; how many faces went, None for an unknown subject."""
         with self._write() as db:
-            (count,) = db.execute(
-                "SELECT COUNT(*) FROM faces WHERE subject = ?", (subject,)
-            ).fetchone()
+            ids = db.execute(
+                "SELECT face_id FROM faces WHERE subject = ? ORDER BY face_id", (subject,)
+            ).fetchall()
             gone = db.execute("DELETE FROM subjects WHERE name = ?", (subject,)).rowcount
-        return int(count) if gone else None
+            db.executemany("INSERT INTO changes (op, face_id) VALUES ('remove', ?)", ids)
+        return len(ids) if gone else None
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -210,16 +220,39 @@ class SQLiteGallery:
 
     def subject_faces(self, subject: str) -> list[FaceRecord]:
         return [self._record(r) for r in self._read(
-            "SELECT * FROM faces WHERE subject = ? ORDER BY created_at, face_id", (subject,)
+            f"SELECT {FACE_COLUMNS} FROM faces WHERE subject = ? ORDER BY created_at, face_id",
+            (subject,),
         )]  # fmt: skip
 
     def face(self, face_id: str) -> FaceRecord | None:
-        rows = self._read("SELECT * FROM faces WHERE face_id = ?", (face_id,))
+        rows = self._read(f"SELECT {FACE_COLUMNS} FROM faces WHERE face_id = ?", (face_id,))
         return self._record(rows[0]) if rows else None
 
     def all_faces(self) -> Iterator[FaceRecord]:
-        for row in self._read("SELECT * FROM faces ORDER BY face_id"):
+        for row in self._read(f"SELECT {FACE_COLUMNS} FROM faces ORDER BY face_id"):
             yield self._record(row)
+
+    def head(self) -> int:
+        """The feed's high-water mark: the seq of the last committed change (0 when none)."""
+        ((seq,),) = self._read("SELECT COALESCE(MAX(seq), 0) FROM changes")
+        return int(seq)
+
+    def changes_since(self, seq: int, limit: int = 1000) -> tuple[list[Change], int]:
+        """Up to ``limit`` committed changes after ``seq`` in commit order, and the new
+        high-water mark (the last one's seq; ``seq`` when there is none)."""
+        if limit < 1:
+            raise GalleryError("limit must be >= 1")
+        face_columns = ", ".join(f"f.{column}" for column in FACE_COLUMNS.split(", "))
+        rows = self._read(
+            f"SELECT c.seq, c.op, c.face_id, {face_columns} FROM changes c LEFT JOIN faces f "
+            "ON c.op = 'add' AND f.face_id = c.face_id WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
+            (seq, limit),
+        )
+        changes = [
+            Change(int(row[0]), row[1], row[2], None if row[3] is None else self._record(row[3:]))
+            for row in rows
+        ]
+        return changes, changes[-1].seq if changes else seq
 
     def counts(self) -> tuple[int, int]:
         """(faces, subjects)."""

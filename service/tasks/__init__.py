@@ -6,6 +6,8 @@ from service.model_store import StoredPackage
 from service.tasks.base import TaskModel
 from service.tasks.classification import ClassificationModel
 from service.tasks.detection import DetectionModel
+from service.tasks.face_detection import FaceDetectionModel
+from service.tasks.face_embedding import FaceEmbeddingModel
 from service.tasks.instances import InstancesModel
 from service.tasks.segmentation import SegmentationModel
 
@@ -38,3 +40,5 @@ TASKS.register(ClassificationModel)
 TASKS.register(DetectionModel)
 TASKS.register(SegmentationModel)
 TASKS.register(InstancesModel)
+TASKS.register(FaceEmbeddingModel)
+TASKS.register(FaceDetectionModel)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
@@ -12,7 +14,11 @@ from pydantic import BaseModel
 from service.errors import InvalidParameter
 from service.imaging import DecodedImage
 from service.model_store import StoredPackage
+from service.onnx_session import BatchOutput
 from service.preprocess import InputTransform, to_model_input
+
+# The inference call: (model or `model/graph` name, uint8 batch) -> that batch's outputs.
+Infer = Callable[[str, np.ndarray], Awaitable[BatchOutput]]
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -49,6 +55,21 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
     def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
         """Decoded image -> (model input item, the decoded->model-input transform)."""
         return to_model_input(image.pixels, self.package.input)
+
+    async def forward(
+        self,
+        item: np.ndarray,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: ParamsT,
+        infer: Infer,
+    ) -> tuple[ResultT, float]:
+        """Preprocessed item -> (typed result, seconds spent in `infer`). One inference call and
+        `postprocess`; multi-stage models (a detection cascade) override this."""
+        start = time.perf_counter()
+        output = await infer(self.name, item[None])
+        infer_s = time.perf_counter() - start
+        return self.postprocess(output[0], image, transform, params), infer_s
 
     @abstractmethod
     def postprocess(

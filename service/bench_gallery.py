@@ -1,0 +1,157 @@
+"""Gallery benchmark (`make bench`): search latency and enrolments/s by gallery size.
+
+For each size (default 1k, 10k, 100k, 1M faces of synthetic embeddings: one centre per subject,
+five faces per subject scattered around it, L2-normalised, the embedder's dimension):
+- identify latency (one query, p50/p99) with the exact numpy index and with the HNSW option
+  (usearch), the HNSW graph's build time and its recall@1 against exact search (probes are
+  noisy copies of gallery faces, so the exact answer is a real nearest neighbour);
+- enrolments/s: durable `add_face` calls into a SQLite store already holding that many faces
+  (each one fsync'd), followed by the index pulling the change.
+
+    OPENBLAS_NUM_THREADS=1 python -m service.bench_gallery [--sizes 1000,10000] [--no-record]
+
+(One BLAS thread, as the server processes run: a threaded BLAS on a 1 x 128 query is slower.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from service.bench_micro import BENCHMARKS_MD, publish
+from service.faces.gallery import FaceGallery
+from service.gallery.index import EmbeddingIndex
+from service.gallery.records import EmbeddingModel
+from service.gallery.sqlite_store import SQLiteGallery
+
+HEADING = "## Face gallery: search and enrolment by gallery size"
+FACES_PER_SUBJECT = 5
+
+
+def synthetic_gallery(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings [n, dim] L2-normalised, subject number per face)."""
+    subjects = np.arange(n) // FACES_PER_SUBJECT
+    centres = rng.standard_normal((subjects[-1] + 1, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    faces = centres[subjects] + rng.standard_normal((n, dim), dtype=np.float32) * (0.6 / dim**0.5)
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    return faces, subjects
+
+
+def probes(faces: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    picked = faces[rng.integers(0, len(faces), count)]
+    noisy = picked + rng.standard_normal(picked.shape, dtype=np.float32) * (
+        0.3 / faces.shape[1] ** 0.5
+    )
+    return noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+
+
+def latencies_ms(index: EmbeddingIndex, queries: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    index.search(queries[:1], 1)  # warm-up (builds the HNSW graph when it is on)
+    times, top = [], []
+    for q in queries:
+        t0 = time.perf_counter_ns()
+        (matches,) = index.search(q[None], 1)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        top.append(matches[0].face_id)
+    return np.array(times), top
+
+
+def enrolments_per_s(
+    faces: np.ndarray, subjects: np.ndarray, count: int, workdir: Path
+) -> tuple[float, float]:
+    """(enrolments/s, bulk-load seconds) into a SQLite gallery holding `faces` already."""
+    model = EmbeddingModel("bench", "1", faces.shape[1])
+    path = workdir / f"gallery-{len(faces)}.sqlite3"
+    store = SQLiteGallery(path, model)
+    t0 = time.perf_counter()
+    store.import_faces(
+        (f"subject-{s}", e, (0.0, 0.0, 1.0, 1.0), {}) for s, e in zip(subjects, faces, strict=True)
+    )
+    load_s = time.perf_counter() - t0
+    store.close()
+    gallery = FaceGallery.open(str(path), model)
+    rng = np.random.default_rng(1)
+    new = probes(faces, count, rng)
+    t0 = time.perf_counter()
+    for i, embedding in enumerate(new):
+        gallery.enroll(f"new-{i}", embedding, (0.0, 0.0, 1.0, 1.0), {})
+    rate = count / (time.perf_counter() - t0)
+    gallery.close()
+    path.unlink()
+    return rate, load_s
+
+
+def row(size: int, dim: int, args: argparse.Namespace, workdir: Path) -> list[str]:
+    rng = np.random.default_rng(args.seed)
+    faces, subjects = synthetic_gallery(size, dim, rng)
+    ids = [f"face-{i}" for i in range(size)]
+    names = [f"subject-{s}" for s in subjects]
+    queries = probes(faces, args.queries, rng)
+    exact = EmbeddingIndex.from_arrays(ids, names, faces)
+    exact_ms, truth = latencies_ms(exact, queries)
+    print(f"{size:>9} faces: exact p50 {np.percentile(exact_ms, 50):.3f} ms", flush=True)
+    ann = EmbeddingIndex.from_arrays(ids, names, faces, ann_threshold=1)
+    t0 = time.perf_counter()
+    ann._ann = ann._build_ann()
+    build_s = time.perf_counter() - t0
+    ann_ms, found = latencies_ms(ann, queries)
+    recall = float(np.mean([a == b for a, b in zip(found, truth, strict=True)]))
+    print(f"{'':>9}        HNSW built in {build_s:.1f} s, p50 "
+          f"{np.percentile(ann_ms, 50):.3f} ms, recall@1 {recall:.3f}", flush=True)  # fmt: skip
+    rate, load_s = enrolments_per_s(faces, subjects, args.enrolments, workdir)
+    print(f"{'':>9}        {rate:.0f} enrolments/s (bulk load {load_s:.1f} s)", flush=True)
+    return [
+        f"{size:,}",
+        f"{np.percentile(exact_ms, 50):.3f}",
+        f"{np.percentile(exact_ms, 99):.3f}",
+        f"{np.percentile(ann_ms, 50):.3f}",
+        f"{np.percentile(ann_ms, 99):.3f}",
+        f"{recall:.3f}",
+        f"{build_s:.1f}",
+        f"{rate:.0f}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.bench_gallery", description=__doc__)
+    parser.add_argument("--sizes", default="1000,10000,100000,1000000")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--enrolments", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=None, help="for the SQLite files")
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    load_start = os.getloadavg()
+    with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-gallery-") as tmp:
+        rows = [row(size, args.dim, args, Path(tmp)) for size in sizes]
+    table = "\n".join(
+        [
+            "| faces | exact p50 ms | exact p99 ms | HNSW p50 ms | HNSW p99 ms | HNSW recall@1 "
+            "| HNSW build s | enrolments/s (SQLite) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            *("| " + " | ".join(r) + " |" for r in rows),
+        ]
+    )
+    details = [
+        f"{args.dim}-dim synthetic embeddings, {FACES_PER_SUBJECT} faces per subject; "
+        f"{args.queries} single-face queries; {args.enrolments} durable enrolments per size",
+        "HNSW: usearch, connectivity 16, expansion_add 64, expansion_search 64, 16 candidates "
+        "re-scored exactly; OPENBLAS_NUM_THREADS=1 as in the server processes",
+    ]
+    publish("service.bench_gallery", argv, details, table, heading=HEADING,
+            output=None if args.no_record else args.output, load_start=load_start)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,246 @@
+"""The /faces/* operations: the face pipeline plus the gallery, answering API.md's bodies.
+
+Blocking gallery calls (an fsync'd SQLite commit, a PostgreSQL round trip) run in worker
+threads; a write is acknowledged only after the store has committed it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+
+from service.errors import InvalidParameter, NotFound
+from service.faces.gallery import FaceGallery
+from service.faces.pipeline import FaceAnalysis, FacePipeline
+from service.faces_result import Faces
+from service.gallery.records import GalleryError
+from service.render import draw_detections, encode_image
+from service.results import Detections
+
+MAX_SUBJECT = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_subject(subject: str | None) -> str:
+    if subject is None or not subject.strip():
+        raise InvalidParameter("subject: a non-empty name is required")
+    if subject != subject.strip():
+        raise InvalidParameter("subject: no leading or trailing spaces")
+    if len(subject) > MAX_SUBJECT or _CONTROL.search(subject):
+        raise InvalidParameter(f"subject: at most {MAX_SUBJECT} characters, no control characters")
+    return subject
+
+
+def parse_metadata(raw: str | None, max_bytes: int) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    if len(raw.encode()) > max_bytes:
+        raise InvalidParameter(f"metadata: at most {max_bytes} bytes of JSON")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidParameter(f"metadata: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidParameter("metadata: expected a JSON object")
+    return value
+
+
+class FaceService:
+    def __init__(self, pipeline: FacePipeline, gallery: FaceGallery | None, max_metadata: int):
+        self.pipeline = pipeline
+        self._gallery = gallery
+        self.max_metadata = max_metadata
+
+    @property
+    def gallery(self) -> FaceGallery:
+        if self._gallery is None:
+            raise NotFound("no face gallery: serve a face embedding model to enrol and identify")
+        return self._gallery
+
+    def threshold(self, value: float | None) -> float:
+        embedder = self.pipeline._embedder()
+        if value is None:
+            return embedder.threshold
+        if not -1.0 <= value <= 1.0:
+            raise InvalidParameter("threshold: a cosine similarity in [-1, 1]")
+        return value
+
+    async def detect(self, data: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        analysis = await self.pipeline.detect(data, params)
+        assert self.pipeline.detector is not None
+        return {**analysis.common(self.pipeline.detector), "faces": analysis.faces.to_json()}
+
+    async def embed(self, data: bytes, params: dict[str, Any], detect: bool) -> dict[str, Any]:
+        analysis = await self.pipeline.analyse(data, params, detect_faces=detect)
+        return {**analysis.common(self.pipeline._embedder()), "faces": analysis.faces.to_json()}
+
+    async def enroll(
+        self,
+        data: bytes,
+        subject: str | None,
+        metadata: str | None,
+        params: dict[str, Any],
+        detect: bool,
+    ) -> dict[str, Any]:
+        name = check_subject(subject)
+        extra = parse_metadata(metadata, self.max_metadata)
+        gallery = self.gallery
+        analysis = await self.pipeline.analyse(data, params, detect_faces=detect)
+        face = analysis.largest()
+        assert face.faces.embeddings is not None
+        box = tuple(float(v) for v in face.faces.boxes[0])
+        try:
+            record = await anyio.to_thread.run_sync(
+                gallery.enroll, name, face.faces.embeddings[0], box, extra
+            )
+        except GalleryError as exc:
+            raise InvalidParameter(str(exc)) from None
+        return {
+            **face.common(self.pipeline._embedder()),
+            "subject": record.subject,
+            "face_id": record.face_id,
+            "box": [round(v, 2) for v in box],
+            "faces_detected": len(analysis.faces),
+        }
+
+    async def identify(
+        self, data: bytes, top_k: int | None, threshold: float | None, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], FaceAnalysis]:
+        k = 1 if top_k is None else top_k
+        if not 1 <= k <= 100:
+            raise InvalidParameter("top_k: between 1 and 100")
+        limit = self.threshold(threshold)
+        gallery = self.gallery
+        analysis = await self.pipeline.analyse(data, params, detect_faces=True)
+        embeddings = analysis.faces.embeddings
+        assert embeddings is not None
+        matches = (
+            await anyio.to_thread.run_sync(gallery.search, embeddings, k) if len(embeddings) else []
+        )
+        faces = []
+        for face, found in zip(analysis.faces.to_json(), matches, strict=True):
+            face.pop("embedding", None)
+            best = found[0] if found and found[0].similarity >= limit else None
+            face["subject"] = best.subject if best else None
+            face["similarity"] = found[0].similarity if found else None
+            face["matches"] = [
+                {"subject": m.subject, "face_id": m.face_id, "similarity": round(m.similarity, 6)}
+                for m in found
+            ]
+            faces.append(face)
+        body = {**analysis.common(self.pipeline._embedder()), "threshold": limit, "faces": faces}
+        return body, analysis
+
+    def draw_identified(
+        self, analysis: FaceAnalysis, body: dict[str, Any], media_type: str
+    ) -> bytes:
+        """The input with each face's box captioned by its subject (or `unknown`)."""
+        names = [face["subject"] or "unknown" for face in body["faces"]]
+        labels = ["unknown", *sorted({n for n in names if n != "unknown"})]
+        faces: Faces = analysis.faces
+        detections = Detections(
+            faces.boxes.astype(np.float32),
+            np.array([face["similarity"] or 0.0 for face in body["faces"]], np.float32),
+            np.array([labels.index(n) for n in names], np.int64),
+            labels,
+        )
+        return encode_image(draw_detections(analysis.image.pixels, detections), media_type)
+
+    async def verify(
+        self,
+        image_a: bytes | None,
+        image_b: bytes | None,
+        subject: str | None,
+        threshold: float | None,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        limit = self.threshold(threshold)
+        if image_a is None:
+            raise InvalidParameter("send image_a and image_b, or image and subject")
+        first = (await self.pipeline.analyse(image_a, params)).largest("the first image")
+        assert first.faces.embeddings is not None
+        query = first.faces.embeddings[0]
+        if subject is not None:
+            name = check_subject(subject)
+            gallery = self.gallery
+            stored = await anyio.to_thread.run_sync(gallery.subject_embeddings, name)
+            if stored is None:
+                raise NotFound(f"no subject {name!r}")
+            similarity = float(np.max(stored @ query))
+        elif image_b is not None:
+            second = (await self.pipeline.analyse(image_b, params)).largest("the second image")
+            assert second.faces.embeddings is not None
+            similarity = float(second.faces.embeddings[0] @ query)
+        else:
+            raise InvalidParameter("send image_a and image_b, or image and subject")
+        return {
+            "model": first.common(self.pipeline._embedder())["model"],
+            "similarity": round(similarity, 6),
+            "threshold": limit,
+            "match": similarity >= limit,
+            "box": [round(float(v), 2) for v in first.faces.boxes[0]],
+        }
+
+    # Gallery management.
+    async def list_subjects(self, limit: int, cursor: str | None) -> dict[str, Any]:
+        gallery = self.gallery
+        try:
+            page, next_cursor = await anyio.to_thread.run_sync(gallery.list_subjects, limit, cursor)
+        except GalleryError as exc:
+            raise InvalidParameter(str(exc)) from None
+        subjects = [
+            {"subject": s.subject, "faces": s.faces, "created_at": _iso(s.created_at)} for s in page
+        ]
+        return {"subjects": subjects, "next_cursor": next_cursor}
+
+    async def get_subject(self, subject: str) -> dict[str, Any]:
+        gallery = self.gallery
+        faces = await anyio.to_thread.run_sync(gallery.subject_faces, subject)
+        if not faces:
+            raise NotFound(f"no subject {subject!r}")
+        return {
+            "subject": subject,
+            "created_at": _iso(min(f.created_at for f in faces)),
+            "faces": [
+                {
+                    "face_id": f.face_id,
+                    "box": list(f.box),
+                    "model": {"name": f.model, "version": f.model_version},
+                    "created_at": _iso(f.created_at),
+                    "metadata": f.metadata,
+                }
+                for f in faces
+            ],
+        }
+
+    async def delete_subject(self, subject: str) -> int:
+        count = await anyio.to_thread.run_sync(self.gallery.delete_subject, subject)
+        if count is None:
+            raise NotFound(f"no subject {subject!r}")
+        return count
+
+    async def delete_face(self, face_id: str) -> None:
+        if not await anyio.to_thread.run_sync(self.gallery.delete_face, face_id):
+            raise NotFound(f"no face {face_id!r}")
+
+    def status(self) -> dict[str, Any]:
+        gallery = self.gallery
+        faces, subjects = gallery.counts()
+        model = gallery.model
+        return {
+            "backend": type(gallery.store).__name__,
+            "faces": faces,
+            "subjects": subjects,
+            "model": {"name": model.name, "version": model.version, "dim": model.dim},
+            "search": "hnsw" if gallery.index.uses_ann else "exact",
+        }
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")

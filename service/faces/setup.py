@@ -1,0 +1,78 @@
+"""Wiring of the face service in a gateway worker: models, gallery, and its follower thread."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+from service.backends import Backend
+from service.faces.gallery import FaceGallery
+from service.faces.pipeline import FacePipeline
+from service.faces.service import FaceService
+from service.gallery.records import EmbeddingModel
+from service.metrics import Metrics
+from service.settings import Settings
+from service.tasks.base import TaskModel
+from service.tasks.face_embedding import FaceEmbeddingModel
+
+logger = logging.getLogger(__name__)
+
+
+def _pick(models: dict[str, TaskModel], task: str, name: str) -> TaskModel | None:
+    if name:
+        model = models.get(name)
+        if model is None or model.task != task:
+            raise ValueError(f"VISION_FACE_*={name!r}: no {task} model of that name is served")
+        return model
+    return next((m for m in models.values() if m.task == task), None)
+
+
+def embedding_model(embedder: FaceEmbeddingModel) -> EmbeddingModel:
+    """The gallery's model identity: name, release + the ONNX file's digest (embeddings depend
+    on the weights alone, so editing model.json keeps the gallery), and dimension."""
+    digest = hashlib.sha256(Path(embedder.stored.model_path).read_bytes()).hexdigest()[:12]
+    version = f"{embedder.package.version}+{digest}"
+    return EmbeddingModel(embedder.name, version, embedder.config.dim)
+
+
+def follow(gallery: FaceGallery, metrics: Metrics | None, interval_s: float) -> threading.Thread:
+    """A daemon thread pulling the gallery's change feed and publishing its size."""
+
+    def loop() -> None:
+        while True:
+            try:
+                gallery.sync()
+                if metrics is not None:
+                    faces, subjects = gallery.counts()
+                    metrics.gallery_faces.set(faces)
+                    metrics.gallery_subjects.set(subjects)
+            except Exception:  # a dropped database connection: log and keep following
+                logger.exception("gallery sync failed")
+            threading.Event().wait(interval_s)
+
+    thread = threading.Thread(target=loop, name="gallery-follower", daemon=True)
+    thread.start()
+    return thread
+
+
+def build_face_service(
+    models: dict[str, TaskModel], backend: Backend, metrics: Metrics | None, settings: Settings
+) -> FaceService | None:
+    detector = _pick(models, "face_detection", settings.face_detector)
+    embedder = _pick(models, "face_embedding", settings.face_embedder)
+    if detector is None and embedder is None:
+        return None
+    if embedder is not None and not isinstance(embedder, FaceEmbeddingModel):
+        raise TypeError(f"{embedder.name} is not a FaceEmbeddingModel")
+    pipeline = FacePipeline(detector, embedder, backend.infer, metrics, settings.max_pixels)
+    gallery = None
+    if embedder is not None:
+        gallery = FaceGallery.open(
+            settings.gallery_location(),
+            embedding_model(embedder),
+            ann_threshold=settings.gallery_ann_threshold,
+        )
+        follow(gallery, metrics, settings.gallery_sync_s)
+    return FaceService(pipeline, gallery, settings.max_metadata_bytes)

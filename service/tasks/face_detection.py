@@ -1,0 +1,229 @@
+"""Face detection: an MTCNN-style cascade of three ONNX graphs with numpy between them.
+
+`preprocess` packs the decoded image's pyramid into the package's fixed canvas
+(`service.ops.cascade.plan_pyramid`), so the proposal net runs once per image on one shape and
+batches across requests. `forward` then runs the cascade: proposal maps -> candidate boxes ->
+24x24 crops of ALL candidates in one `refine` call -> 48x48 crops in one `output` call -> faces
+with 5 landmarks. Crops are cut from the decoded image (not the canvas), at full quality. Faces
+leave in the ORIGINAL (EXIF-upright) image's pixels, boxes clipped to it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.faces_result import Faces
+from service.imaging import DecodedImage
+from service.model_package import FaceDetectionPost
+from service.onnx_session import BatchOutput
+from service.ops import cascade
+from service.ops.boxes import clip_boxes, nondegenerate_mask
+from service.preprocess import InputTransform
+from service.tasks.base import Infer, TaskModel
+
+# decoded-pixel boxes, scores, landmarks [n, 5, 2] of the cascade's last stage
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]
+BOX_COLOUR = (0, 255, 0)
+LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
+
+
+class FaceDetectParams(BaseModel):
+    """Per-request parameters; defaults come from model.json's `FaceDetectionPost`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score_threshold: float = Field(default=0.9, ge=0, le=1)
+    max_faces: int = Field(default=100, ge=1)
+    min_face: float | None = Field(default=None, gt=0)  # source pixels; None: the model's
+
+
+def _column(output: BatchOutput, name: str) -> np.ndarray:
+    """One named output of a multi-output batch, stacked over the batch."""
+    if isinstance(output, np.ndarray):
+        raise ValueError(f"expected per-item output dicts with {name!r}, got one array")
+    return np.stack([np.asarray(item[name]) for item in output])
+
+
+def _empty() -> Candidates:
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
+
+
+class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
+    task = "face_detection"
+    endpoint = "faces/detect"
+
+    @property
+    def config(self) -> FaceDetectionPost:
+        config = self.package.postprocess
+        if not isinstance(config, FaceDetectionPost):
+            raise ValueError(f"{self.name} is not a face detection model")
+        return config
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.config.output, self.config.offsets)
+
+    def parse_params(self, raw: dict[str, Any]) -> FaceDetectParams:
+        values = {k: v for k, v in raw.items() if v is not None}
+        values.setdefault("score_threshold", self.config.score_threshold)
+        values.setdefault("max_faces", self.config.max_faces)
+        return FaceDetectParams.model_validate(values)
+
+    def plan(self, image: DecodedImage, min_face: float | None = None) -> list[cascade.Level]:
+        """The pyramid of the decoded image; `min_face` in source pixels (default: the model's)."""
+        c = self.config
+        height, width = image.pixels.shape[:2]
+        decoded_min_face = (min_face or c.min_face) / max(image.scale)
+        return cascade.plan_pyramid(
+            width,
+            height,
+            self.input_size,
+            min_face=decoded_min_face,
+            factor=c.scale_factor,
+            gap=c.level_gap,
+            cell=c.cell,
+            stride=c.stride,
+        )
+
+    def canvas(self, image: DecodedImage, levels: list[cascade.Level]) -> np.ndarray:
+        return cascade.build_canvas(
+            image.pixels, levels, self.input_size, self.package.input.pad_value
+        )
+
+    def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
+        """The canvas with the model's default pyramid; the transform is that of its largest
+        level (decoded -> canvas pixels; the cascade re-plans the others)."""
+        levels = self.plan(image)
+        if not levels:
+            return self.canvas(image, levels), InputTransform(1.0, 1.0)
+        top = levels[0]
+        return self.canvas(image, levels), InputTransform(top.scale_x, top.scale_y, top.x, top.y)
+
+    def _refine_crops(
+        self, maps: dict[str, np.ndarray], levels: list[cascade.Level], pixels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        boxes, scores, offsets, ids = cascade.proposals(
+            maps[c.output], maps[c.offsets], levels, c.thresholds[0], c.stride, c.cell
+        )
+        candidates = cascade.first_stage(
+            boxes,
+            scores,
+            offsets,
+            ids,
+            level_nms=c.level_nms_threshold,
+            nms_threshold=c.nms_thresholds[0],
+        )
+        return candidates, cascade.crop_resize(pixels, candidates, c.refine_size)
+
+    def _output_crops(
+        self, boxes: np.ndarray, output: BatchOutput, pixels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        scores_name, offsets_name = self.package.graphs[c.refine_graph].outputs[:2]
+        candidates = cascade.second_stage(
+            boxes,
+            _column(output, scores_name),
+            _column(output, offsets_name),
+            threshold=c.thresholds[1],
+            nms_threshold=c.nms_thresholds[1],
+        )
+        return candidates, cascade.crop_resize(pixels, candidates, c.output_size)
+
+    def _faces(self, boxes: np.ndarray, output: BatchOutput, threshold: float) -> Candidates:
+        c = self.config
+        scores_name, offsets_name, landmarks_name = self.package.graphs[c.output_graph].outputs[:3]
+        return cascade.last_stage(
+            boxes,
+            _column(output, scores_name),
+            _column(output, offsets_name),
+            _column(output, landmarks_name),
+            threshold=threshold,
+            nms_threshold=c.nms_thresholds[2],
+        )
+
+    async def forward(
+        self,
+        item: np.ndarray,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: FaceDetectParams,
+        infer: Infer,
+    ) -> tuple[Faces, float]:
+        """The cascade: proposal (one canvas), refine (all candidates in one call), output.
+        Returns the faces and the seconds spent in `infer`. The numpy between the calls runs in
+        a worker thread so the event loop stays free."""
+        c = self.config
+        levels = self.plan(image, params.min_face)
+        if params.min_face not in (None, c.min_face):
+            item = await anyio.to_thread.run_sync(self.canvas, image, levels)
+        infer_s = 0.0
+        start = time.perf_counter()
+        proposal = await infer(self.name, item[None])
+        infer_s += time.perf_counter() - start
+        maps = {name: _column(proposal, name)[0] for name in self.outputs}
+        found = _empty()
+        boxes, crops = await anyio.to_thread.run_sync(
+            self._refine_crops, maps, levels, image.pixels
+        )
+        if len(boxes):
+            start = time.perf_counter()
+            refined = await infer(f"{self.name}/{c.refine_graph}", crops)
+            infer_s += time.perf_counter() - start
+            boxes, crops = await anyio.to_thread.run_sync(
+                self._output_crops, boxes, refined, image.pixels
+            )
+        if len(boxes):
+            start = time.perf_counter()
+            final = await infer(f"{self.name}/{c.output_graph}", crops)
+            infer_s += time.perf_counter() - start
+            found = self._faces(boxes, final, min(c.thresholds[2], params.score_threshold))
+        return self.postprocess(found, image, transform, params), infer_s
+
+    def postprocess(
+        self,
+        output: Candidates,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: FaceDetectParams,
+    ) -> Faces:
+        """The last stage's faces (decoded pixels, best first) -> source pixels, boxes clipped
+        to the image, at least `score_threshold`, at most `max_faces`."""
+        boxes, scores, landmarks = output
+        sx, sy = image.scale
+        factors = np.array([sx, sy, sx, sy], dtype=np.float32)
+        boxes = clip_boxes(boxes.astype(np.float32) * factors, image.width, image.height)
+        landmarks = landmarks.astype(np.float32) * factors[:2]
+        keep = np.flatnonzero(nondegenerate_mask(boxes) & (scores >= params.score_threshold))
+        keep = keep[: params.max_faces]
+        return Faces(boxes[keep], scores[keep].astype(np.float32), landmarks[keep])
+
+    def to_json(self, result: Faces) -> dict[str, Any]:
+        return {"faces": result.to_json()}
+
+    def observe(self, result: Faces) -> int | None:
+        return len(result)
+
+    def render(self, pixels: np.ndarray, result: Faces) -> Image.Image:
+        """A copy of `pixels` (the faces' coordinate frame) with each face's box, score and
+        landmarks drawn."""
+        img = Image.fromarray(pixels).convert("RGB")
+        draw = ImageDraw.Draw(img)
+        font = ImageFont.load_default()
+        width = max(1, round(min(img.size) / 300))
+        radius = max(2, width + 1)
+        for i in range(len(result)):
+            x1, y1, x2, y2 = (float(v) for v in result.boxes[i])
+            draw.rectangle((x1, y1, x2, y2), outline=BOX_COLOUR, width=width)
+            draw.text((x1 + 2, y1 + 2), f"face {float(result.scores[i]):.2f}", BOX_COLOUR, font)
+            if result.landmarks is None:
+                continue
+            for (x, y), colour in zip(result.landmarks[i], LANDMARK_COLOURS, strict=True):
+                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
+        return img

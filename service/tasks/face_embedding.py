@@ -1,0 +1,93 @@
+"""Face embedding: an aligned face crop -> an L2-normalised vector.
+
+Within the face pipeline (service/faces/pipeline.py) each detected face is aligned onto the
+package's landmark `template` (or its box is squared and resized when the detector gives no
+landmarks) and the crops of one image go to the model as one batch. On its own
+(`detect_faces=false`), the whole input is taken as one face crop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from service.faces_result import Faces
+from service.imaging import DecodedImage
+from service.model_package import FaceEmbeddingPost
+from service.ops.align import crop_box, warp_face
+from service.preprocess import InputTransform
+from service.tasks.base import TaskModel
+
+
+class EmbedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def normalise(embeddings: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (the graph already does this; a zero row stays zero)."""
+    vectors = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
+    task = "face_embedding"
+    endpoint = "faces/embed"
+
+    @property
+    def config(self) -> FaceEmbeddingPost:
+        config = self.package.postprocess
+        if not isinstance(config, FaceEmbeddingPost):
+            raise ValueError(f"{self.name} is not a face embedding model")
+        return config
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    def parse_params(self, raw: dict[str, Any]) -> EmbedParams:
+        return EmbedParams.model_validate({k: v for k, v in raw.items() if v is not None})
+
+    def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
+        """The whole image as one face: squared around its centre and resized."""
+        h, w = image.pixels.shape[:2]
+        crop = crop_box(image.pixels, np.array([0, 0, w, h], np.float32), self.input_size, 0.0)
+        side = max(w, h)
+        scale = self.input_size[0] / side
+        pad_x, pad_y = round((side - w) / 2 * scale), round((side - h) / 2 * scale)
+        return crop, InputTransform(scale, scale, pad_x, pad_y)
+
+    def crops(self, image: DecodedImage, faces: Faces) -> np.ndarray:
+        """The model input of each face of `faces` (source pixels): uint8 [n, h, w, 3]."""
+        sx, sy = image.scale
+        to_decoded = np.array([1 / sx, 1 / sy], np.float32)
+        template = np.asarray(self.config.template, np.float32)
+        out = np.zeros((len(faces), self.input_size[1], self.input_size[0], 3), np.uint8)
+        for i in range(len(faces)):
+            if faces.landmarks is not None:
+                points = faces.landmarks[i] * to_decoded
+                out[i] = warp_face(image.pixels, points, template, self.input_size)
+            else:
+                box = faces.boxes[i] * np.tile(to_decoded, 2)
+                out[i] = crop_box(image.pixels, box, self.input_size, self.config.box_margin)
+        return out
+
+    def postprocess(
+        self,
+        output: np.ndarray,
+        image: DecodedImage,
+        transform: InputTransform,
+        params: EmbedParams,
+    ) -> Faces:
+        embedding = normalise(np.asarray(output, np.float32).reshape(1, -1))
+        if embedding.shape[1] != self.config.dim:
+            raise ValueError(
+                f"model output has {embedding.shape[1]} values, dim is {self.config.dim}"
+            )
+        box = np.array([[0, 0, image.width, image.height]], np.float32)
+        return Faces(box, np.ones(1, np.float32), None, embedding)
+
+    def to_json(self, result: Faces) -> dict[str, Any]:
+        return {"faces": result.to_json()}
