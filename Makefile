@@ -156,7 +156,7 @@ $(FACES_TEST): | $(VENV)/.all
 data-faces: $(FACES_TRAIN) $(FACES_TEST)
 
 TRAIN_FACE_EMBEDDER_ARGS := --data data/faces-train --test data/faces-test --lfw-subset \
-	--loss triplet --margin 0.2 --epochs 50 --batch 32,4 --image-size 64 --dim 128 --bf16 \
+	--loss triplet --margin 0.2 --epochs 24 --batch 32,4 --image-size 64 --dim 128 --bf16 \
 	--seed 0 --threads 2 --name faces-embedder --version 1.0.0 --out model_store/faces-embedder
 train-face-embedder: $(VENV)/.all data-faces
 	$(VENV)/bin/vision train-face-embedder $(TRAIN_FACE_EMBEDDER_ARGS)

@@ -65,3 +65,10 @@ class RequestTimeout(ApiError):
 
 class NotReady(ApiError):
     code, status = "not_ready", 503
+
+
+class GalleryUnavailable(ApiError):
+    code, status = "gallery_unavailable", 503
+
+    def __init__(self, message: str, retry_after_s: int = 2) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})

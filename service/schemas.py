@@ -86,6 +86,95 @@ class InstancesResponse(InferenceResponse):
     instances: list[Instance]
 
 
+class Face(BaseModel):
+    box: list[float]  # x1, y1, x2, y2 in the input image's pixels
+    score: float
+    landmarks: list[list[float]] | None  # eyes, nose, mouth corners as seen; null if none
+
+
+class FacesResponse(InferenceResponse):
+    faces: list[Face]
+
+
+class EmbeddedFace(Face):
+    embedding: list[float]  # L2-normalised
+
+
+class EmbedResponse(InferenceResponse):
+    faces: list[EmbeddedFace]
+
+
+class EnrollResponse(InferenceResponse):
+    subject: str
+    face_id: str
+    box: list[float]
+    faces_detected: int  # the largest is enrolled
+
+
+class FaceMatch(BaseModel):
+    subject: str
+    face_id: str
+    similarity: float  # cosine
+
+
+class IdentifiedFace(Face):
+    subject: str | None  # the best match at or above the threshold, else null
+    similarity: float | None  # of the best match (null: empty gallery)
+    matches: list[FaceMatch]  # top_k, most similar first
+
+
+class IdentifyResponse(InferenceResponse):
+    threshold: float
+    faces: list[IdentifiedFace]
+
+
+class VerifyResponse(BaseModel):
+    model: ModelRef
+    similarity: float
+    threshold: float
+    match: bool
+    box: list[float]  # the face used in `image_a` / `image`
+
+
+class SubjectSummary(BaseModel):
+    subject: str
+    faces: int
+    created_at: str  # ISO 8601, UTC
+
+
+class SubjectsPage(BaseModel):
+    subjects: list[SubjectSummary]
+    next_cursor: str | None
+
+
+class StoredFace(BaseModel):
+    face_id: str
+    box: list[float]
+    model: ModelRef
+    created_at: str
+    metadata: dict[str, object]
+
+
+class SubjectDetail(BaseModel):
+    subject: str
+    created_at: str
+    faces: list[StoredFace]
+
+
+class GalleryModel(BaseModel):
+    name: str
+    version: str
+    dim: int
+
+
+class GalleryStatus(BaseModel):
+    backend: str
+    faces: int
+    subjects: int
+    model: GalleryModel
+    search: Literal["exact", "hnsw"]
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str
@@ -120,6 +209,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
         413: "payload_too_large",
         415: "unsupported_media_type",
         422: "invalid_parameter",
-        503: "overloaded",
+        503: "overloaded (or gallery_unavailable)",
     }.items()
 }

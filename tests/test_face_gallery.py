@@ -136,3 +136,19 @@ def test_bad_metadata(raw: str) -> None:
 def test_metadata_round_trip() -> None:
     assert parse_metadata('{"camera": 3, "tags": ["a"]}', 1024) == {"camera": 3, "tags": ["a"]}
     assert parse_metadata(None, 1024) == parse_metadata("  ", 1024) == {}
+
+
+def test_an_unreachable_store_answers_503() -> None:
+    import anyio
+    import psycopg
+
+    from service.errors import GalleryUnavailable
+    from service.faces.service import _store_call
+
+    def down() -> None:
+        raise psycopg.OperationalError("connection refused")
+
+    with pytest.raises(GalleryUnavailable) as caught:
+        anyio.run(_store_call, down)
+    assert caught.value.status == 503 and caught.value.headers["Retry-After"]
+    assert anyio.run(_store_call, lambda: 7) == 7

@@ -376,6 +376,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from training.mtcnn_export import add_commands as add_face_detector_commands
 
     add_face_detector_commands(subparsers)
+    from training.face_cli import add_commands as add_face_commands
+
+    add_face_commands(subparsers)
 
 
 def _add_scenes_args(p: argparse.ArgumentParser) -> None:

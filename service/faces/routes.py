@@ -11,7 +11,18 @@ from fastapi.responses import Response
 from service.auth import check_api_key
 from service.errors import NotFound
 from service.faces.service import FaceService
-from service.schemas import ERROR_RESPONSES, IMAGE_RESPONSE
+from service.schemas import (
+    ERROR_RESPONSES,
+    IMAGE_RESPONSE,
+    EmbedResponse,
+    EnrollResponse,
+    FacesResponse,
+    GalleryStatus,
+    IdentifyResponse,
+    SubjectDetail,
+    SubjectsPage,
+    VerifyResponse,
+)
 from service.settings import get_settings
 
 _IMAGE = "JPEG, PNG, WebP, BMP or GIF"
@@ -53,7 +64,12 @@ def register_face_routes(app: FastAPI) -> None:
 
     errors = ERROR_RESPONSES
 
-    @app.post("/faces/detect", responses={**IMAGE_RESPONSE, **errors}, tags=["faces"])
+    @app.post(
+        "/faces/detect",
+        response_model=FacesResponse,
+        responses={**IMAGE_RESPONSE, **errors},
+        tags=["faces"],
+    )
     async def detect(
         image: UploadFile = File(description=_IMAGE),
         params: dict[str, Any] = Depends(_detect_form),
@@ -61,7 +77,7 @@ def register_face_routes(app: FastAPI) -> None:
     ) -> Any:
         return await _faces().detect(await image.read(), params)
 
-    @app.post("/faces/embed", responses=errors, tags=["faces"])
+    @app.post("/faces/embed", response_model=EmbedResponse, responses=errors, tags=["faces"])
     async def embed(
         image: UploadFile = File(description=_IMAGE),
         params: dict[str, Any] = Depends(_detect_form),
@@ -70,7 +86,7 @@ def register_face_routes(app: FastAPI) -> None:
     ) -> Any:
         return await _faces().embed(await image.read(), params, detect_faces)
 
-    @app.post("/faces/enroll", responses=errors, tags=["faces"])
+    @app.post("/faces/enroll", response_model=EnrollResponse, responses=errors, tags=["faces"])
     async def enroll(
         image: UploadFile = File(description=_IMAGE),
         subject: str | None = Form(None, description="The person's name (created if new)"),
@@ -82,7 +98,12 @@ def register_face_routes(app: FastAPI) -> None:
         faces = _faces()
         return await faces.enroll(await image.read(), subject, metadata, params, detect_faces)
 
-    @app.post("/faces/identify", responses={**IMAGE_RESPONSE, **errors}, tags=["faces"])
+    @app.post(
+        "/faces/identify",
+        response_model=IdentifyResponse,
+        responses={**IMAGE_RESPONSE, **errors},
+        tags=["faces"],
+    )
     async def identify(
         request: Request,
         image: UploadFile = File(description=_IMAGE),
@@ -108,7 +129,7 @@ def register_face_routes(app: FastAPI) -> None:
         content = await anyio.to_thread.run_sync(faces.draw_identified, analysis, body, media_type)
         return Response(content, media_type=media_type)
 
-    @app.post("/faces/verify", responses=errors, tags=["faces"])
+    @app.post("/faces/verify", response_model=VerifyResponse, responses=errors, tags=["faces"])
     async def verify(
         image_a: UploadFile | None = File(None, description="First face image"),
         image_b: UploadFile | None = File(None, description="Second face image"),
@@ -123,7 +144,7 @@ def register_face_routes(app: FastAPI) -> None:
         data_b = await image_b.read() if image_b is not None else None
         return await _faces().verify(data_a, data_b, subject, threshold, params)
 
-    @app.get("/faces/subjects", responses=errors, tags=["faces"])
+    @app.get("/faces/subjects", response_model=SubjectsPage, responses=errors, tags=["faces"])
     async def list_subjects(
         limit: int = Query(100, ge=1, le=1000),
         cursor: str | None = Query(None),
@@ -131,7 +152,9 @@ def register_face_routes(app: FastAPI) -> None:
     ) -> Any:
         return await _faces().list_subjects(limit, cursor)
 
-    @app.get("/faces/subjects/{subject}", responses=errors, tags=["faces"])
+    @app.get(
+        "/faces/subjects/{subject}", response_model=SubjectDetail, responses=errors, tags=["faces"]
+    )
     async def get_subject(subject: str, _: None = Depends(require_read_key)) -> Any:
         return await _faces().get_subject(subject)
 
@@ -145,6 +168,6 @@ def register_face_routes(app: FastAPI) -> None:
         await _faces().delete_face(face_id)
         return Response(status_code=204)
 
-    @app.get("/faces/gallery", responses=errors, tags=["faces"])
+    @app.get("/faces/gallery", response_model=GalleryStatus, responses=errors, tags=["faces"])
     async def gallery_status(_: None = Depends(require_read_key)) -> Any:
         return _faces().status()

@@ -7,13 +7,17 @@ threads; a write is acknowledged only after the store has committed it.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from typing import Any
+import sqlite3
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
+import psycopg
 
-from service.errors import InvalidParameter, NotFound
+from service.errors import GalleryUnavailable, InvalidParameter, NotFound
 from service.faces.gallery import FaceGallery
 from service.faces.pipeline import FaceAnalysis, FacePipeline
 from service.faces_result import Faces
@@ -21,8 +25,21 @@ from service.gallery.records import GalleryError
 from service.render import draw_detections, encode_image
 from service.results import Detections
 
+logger = logging.getLogger(__name__)
 MAX_SUBJECT = 200
+T = TypeVar("T")
+STORE_UNAVAILABLE = (sqlite3.OperationalError, psycopg.OperationalError)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+async def _store_call(fn: Callable[..., T], *args: Any) -> T:
+    """Run a blocking gallery call in a worker thread; a database that cannot be reached (or a
+    SQLite file locked past its busy timeout) answers 503 `gallery_unavailable`, not 500."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except STORE_UNAVAILABLE as exc:
+        logger.warning("gallery call %s failed: %s", getattr(fn, "__name__", fn), exc)
+        raise GalleryUnavailable(f"the face gallery is unavailable: {exc}") from exc
 
 
 def check_subject(subject: str | None) -> str:
@@ -94,9 +111,7 @@ class FaceService:
         assert face.faces.embeddings is not None
         box = tuple(float(v) for v in face.faces.boxes[0])
         try:
-            record = await anyio.to_thread.run_sync(
-                gallery.enroll, name, face.faces.embeddings[0], box, extra
-            )
+            record = await _store_call(gallery.enroll, name, face.faces.embeddings[0], box, extra)
         except GalleryError as exc:
             raise InvalidParameter(str(exc)) from None
         return {
@@ -118,9 +133,7 @@ class FaceService:
         analysis = await self.pipeline.analyse(data, params, detect_faces=True)
         embeddings = analysis.faces.embeddings
         assert embeddings is not None
-        matches = (
-            await anyio.to_thread.run_sync(gallery.search, embeddings, k) if len(embeddings) else []
-        )
+        matches = await _store_call(gallery.search, embeddings, k) if len(embeddings) else []
         faces = []
         for face, found in zip(analysis.faces.to_json(), matches, strict=True):
             face.pop("embedding", None)
@@ -167,7 +180,7 @@ class FaceService:
         if subject is not None:
             name = check_subject(subject)
             gallery = self.gallery
-            stored = await anyio.to_thread.run_sync(gallery.subject_embeddings, name)
+            stored = await _store_call(gallery.subject_embeddings, name)
             if stored is None:
                 raise NotFound(f"no subject {name!r}")
             similarity = float(np.max(stored @ query))
@@ -189,7 +202,7 @@ class FaceService:
     async def list_subjects(self, limit: int, cursor: str | None) -> dict[str, Any]:
         gallery = self.gallery
         try:
-            page, next_cursor = await anyio.to_thread.run_sync(gallery.list_subjects, limit, cursor)
+            page, next_cursor = await _store_call(gallery.list_subjects, limit, cursor)
         except GalleryError as exc:
             raise InvalidParameter(str(exc)) from None
         subjects = [
@@ -199,7 +212,7 @@ class FaceService:
 
     async def get_subject(self, subject: str) -> dict[str, Any]:
         gallery = self.gallery
-        faces = await anyio.to_thread.run_sync(gallery.subject_faces, subject)
+        faces = await _store_call(gallery.subject_faces, subject)
         if not faces:
             raise NotFound(f"no subject {subject!r}")
         return {
@@ -218,13 +231,13 @@ class FaceService:
         }
 
     async def delete_subject(self, subject: str) -> int:
-        count = await anyio.to_thread.run_sync(self.gallery.delete_subject, subject)
+        count = await _store_call(self.gallery.delete_subject, subject)
         if count is None:
             raise NotFound(f"no subject {subject!r}")
         return count
 
     async def delete_face(self, face_id: str) -> None:
-        if not await anyio.to_thread.run_sync(self.gallery.delete_face, face_id):
+        if not await _store_call(self.gallery.delete_face, face_id):
             raise NotFound(f"no face {face_id!r}")
 
     def status(self) -> dict[str, Any]:
