@@ -61,6 +61,7 @@ bench: $(VENV)/.all
 	$(VENV)/bin/vision bench --model scenes-detector --concurrency 1,8,32 --modes on,off,local
 	$(VENV)/bin/vision bench --model scenes-segmenter --concurrency 1,8,32 --modes on,off,local
 	$(VENV)/bin/vision bench --model scenes-instances --concurrency 1,8,32 --modes on,off,local
+	$(VENV)/bin/vision bench --model faces-embedder --concurrency 1,8,32 --modes on,off,local
 	$(PY) -m service.bench_nms
 	$(PY) -m service.bench_masks
 	$(PY) -m service.bench_seg_output

@@ -26,11 +26,13 @@ import datetime as dt
 import os
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from service import bench_host as host
+from service.bench_gallery import prefill
 from service.bench_http import endpoint_for, run_server, say
 from service.bench_images import sample_images
 from service.bench_load import Request
@@ -85,6 +87,14 @@ def default_plot(endpoint: str) -> Path:
     return ROOT / "docs" / f"bench_{endpoint.strip('/').replace('/', '_')}.png"
 
 
+def first_of_task(task: str) -> str:
+    """The first bundled package of `task` (a model another needs: the face detector)."""
+    for directory in sorted(MODEL_STORE.iterdir()):
+        if (directory / "model.json").is_file() and ModelPackage.load(directory).task == task:
+            return directory.name
+    raise SystemExit(f"no {task} package in {MODEL_STORE}")
+
+
 def _ints(text: str) -> list[int]:
     values = [int(v) for v in text.split(",") if v.strip()]
     if not values or min(values) < 1:
@@ -119,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default="fashion-classifier", help="package under model_store/")
     p.add_argument(
+        "--gallery-faces",
+        type=int,
+        default=10_000,
+        help="face embedder: synthetic faces in the gallery /faces/identify searches",
+    )
+    p.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -150,11 +166,18 @@ def main(argv: list[str]) -> int:
     duration = args.duration or (2.0 if args.quick else 8.0)
     warmup = args.warmup if args.warmup is not None else (0.5 if args.quick else 1.5)
     overrides = dict(kv.split("=", 1) for kv in args.server_env)
-    overrides.update({"VISION_DEVICE": args.device, "VISION_MODELS": args.model})
-    env = {**os.environ, **overrides}
-    settings = effective_settings(env)
     package_dir = MODEL_STORE / args.model
     package = ModelPackage.load(package_dir)
+    overrides.update({"VISION_DEVICE": args.device, "VISION_MODELS": args.model})
+    gallery_note = ""
+    if package.task == "face_embedding":  # identify needs the detector and a gallery
+        overrides["VISION_MODELS"] += "," + first_of_task("face_detection")
+        data_dir = Path(tempfile.mkdtemp(prefix="vision-bench-gallery-"))
+        prefill(package_dir, args.gallery_faces, data_dir)
+        overrides.setdefault("VISION_DATA_DIR", str(data_dir))
+        gallery_note = f"; a gallery of {args.gallery_faces:,} synthetic faces"
+    env = {**os.environ, **overrides}
+    settings = effective_settings(env)
     endpoint = endpoint_for(package.task)
     defaults = TASK_DEFAULTS[package.task]
     image_names = [n.strip() for n in (args.images or defaults.images).split(",") if n.strip()]
@@ -251,7 +274,7 @@ def main(argv: list[str]) -> int:
         *([("responses after the window", ", ".join(late))] if late else []),
         (
             "requests",
-            f"POST {endpoint} with default parameters; "
+            f"POST {endpoint} with default parameters{gallery_note}; "
             + "; ".join(f"{n}: {s.description}" for n, s in samples.items()),
         ),
         (

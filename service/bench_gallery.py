@@ -88,6 +88,29 @@ def enrolments_per_s(
     return rate, load_s
 
 
+def prefill(package_dir: Path, faces: int, data_dir: Path, seed: int = 0) -> Path:
+    """A served gallery (`data_dir`/gallery.sqlite3) bound to the embedder package in
+    `package_dir`, holding `faces` synthetic faces: what `vision bench` identifies against."""
+    from service.faces.setup import gallery_model
+    from service.model_package import FaceEmbeddingPost, ModelPackage
+
+    package = ModelPackage.load(package_dir)
+    if not isinstance(package.postprocess, FaceEmbeddingPost):
+        raise ValueError(f"{package_dir} is not a face embedding package")
+    model = gallery_model(
+        package.name, package.version, package_dir / package.file, package.postprocess.dim
+    )
+    embeddings, subjects = synthetic_gallery(faces, model.dim, np.random.default_rng(seed))
+    path = data_dir / "gallery.sqlite3"
+    store = SQLiteGallery(path, model)
+    store.import_faces(
+        (f"subject-{s}", e, (0.0, 0.0, 1.0, 1.0), {})
+        for s, e in zip(subjects, embeddings, strict=True)
+    )
+    store.close()
+    return path
+
+
 def row(size: int, dim: int, args: argparse.Namespace, workdir: Path) -> list[str]:
     rng = np.random.default_rng(args.seed)
     faces, subjects = synthetic_gallery(size, dim, rng)

@@ -234,3 +234,42 @@ def test_segmentation_output_benchmark_cuts_the_graph_before_its_upsampling(tmp_
     assert logits.shape == (1, len(pkg.labels), side // 4, side // 4)
     mine = numpy_upsample_argmax(logits[0], (0, 0, side, side), 4.0, side, side)
     assert (mine == labels[0]).mean() > 0.99
+
+
+def test_face_endpoints_and_their_plot_names() -> None:
+    from service.bench import default_plot, first_of_task
+    from service.bench_http import endpoint_for
+
+    assert endpoint_for("face_embedding") == "/faces/identify"
+    assert endpoint_for("face_detection") == "/faces/detect"
+    assert default_plot("/faces/identify").name == "bench_faces_identify.png"
+    assert first_of_task("face_detection") == "faces-detector"
+
+
+def test_gallery_benchmark_records_its_section(tmp_path) -> None:
+    from service.bench_gallery import HEADING
+    from service.bench_gallery import main as gallery_main
+
+    out = tmp_path / "BENCH.md"
+    args = ["--sizes", "300,1200", "--queries", "40", "--enrolments", "10", "--output", str(out)]
+    assert gallery_main(args) == 0
+    text = out.read_text()
+    assert HEADING in text and "| 300 |" in text and "| 1,200 |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| 1,200 |")]
+    recall = float(rows[0].split("|")[6])
+    assert 0.9 <= recall <= 1.0  # HNSW against exact search on clustered embeddings
+
+
+def test_prefilled_bench_gallery_opens_with_the_bundled_embedder(tmp_path) -> None:
+    from service.bench_gallery import prefill
+    from service.faces.gallery import FaceGallery
+    from service.faces.setup import gallery_model
+    from service.model_package import ModelPackage
+    from service.serverproc import MODEL_STORE
+
+    package_dir = MODEL_STORE / "faces-embedder"
+    path = prefill(package_dir, 250, tmp_path)
+    package = ModelPackage.load(package_dir)
+    model = gallery_model(package.name, package.version, package_dir / package.file, 128)
+    gallery = FaceGallery.open(str(path), model)
+    assert gallery.counts() == (250, 50) and gallery.check()

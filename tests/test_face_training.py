@@ -245,3 +245,27 @@ def test_tiny_training_exports_a_valid_package(tmp_path: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     with pytest.raises(ParityError):
         check_embedding_parity(EmbedderServingWrapper(model).eval(), out / package.file, images)
+
+
+def test_data_landmarks_finds_the_generator_s_landmarks(tmp_path: Path) -> None:
+    from PIL import Image
+    from skimage import data as skdata
+
+    from service.serverproc import MODEL_STORE
+    from training.face_landmarks import write_landmarks
+    from training.face_synth import identity_images
+
+    truth = {}
+    for person in range(3):
+        (tmp_path / f"p{person}").mkdir()
+        for n, (jpeg_bytes, points) in enumerate(identity_images(77, person, 3, 160)):
+            rel = f"p{person}/{n}.jpg"
+            (tmp_path / rel).write_bytes(jpeg_bytes)
+            truth[rel] = points
+    Image.fromarray(skdata.coffee()).save(tmp_path / "p0" / "cup.png")
+    report = write_landmarks(tmp_path, MODEL_STORE / "faces-detector")
+    marks = json.loads((tmp_path / "landmarks.json").read_text())
+    assert report["images"] == 10 and "p0/cup.png" in report["without_face"]
+    assert "p0/cup.png" not in marks and len(marks) >= 6
+    errors = [np.abs(np.array(marks[rel]) - truth[rel]).max() for rel in marks]
+    assert max(errors) < 8.0, errors  # pixels, on 160 px images with ~60 px faces

@@ -3,6 +3,7 @@
     vision data-faces --out data/faces-train --identities 1200 --images-per-identity 14
     vision train-face-embedder --data data/faces-train --test data/faces-test --lfw-subset
     vision evaluate-face-embedder model_store/faces-embedder --data data/faces-test
+    vision data-landmarks --data data/my-people   # your own photos: landmarks for alignment
 
 Registered by ``training.cli.register`` (``add_commands``); imports no torch until run.
 """
@@ -41,6 +42,14 @@ def _data_faces(args: argparse.Namespace) -> int:
         progress=True,
     )
     print(json.dumps(info, indent=2))
+    return 0
+
+
+def _data_landmarks(args: argparse.Namespace) -> int:
+    from training.face_landmarks import write_landmarks
+
+    report = write_landmarks(args.data, args.detector, args.out, args.min_score)
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -90,6 +99,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=112, help="image side in pixels")
     p.add_argument("--workers", type=int, default=1, help="processes (same output)")
     p.set_defaults(func=_data_faces)
+
+    p = subparsers.add_parser(
+        "data-landmarks",
+        help="landmarks.json for your own identity folders, from the face detector (alignment)",
+        formatter_class=fmt,
+    )
+    p.add_argument("--data", type=Path, required=True, help="LFW layout: <data>/<person>/*.jpg")
+    p.add_argument("--detector", type=Path, default=Path("model_store/faces-detector"))
+    p.add_argument("--out", type=Path, default=None, help="default <data>/landmarks.json")
+    p.add_argument("--min-score", type=float, default=0.9, help="face score to keep")
+    p.set_defaults(func=_data_landmarks)
 
     p = subparsers.add_parser(
         "train-face-embedder",

@@ -29,12 +29,18 @@ def _pick(models: dict[str, TaskModel], task: str, name: str) -> TaskModel | Non
     return next((m for m in models.values() if m.task == task), None)
 
 
-def embedding_model(embedder: FaceEmbeddingModel) -> EmbeddingModel:
+def gallery_model(name: str, release: str, onnx: Path, dim: int) -> EmbeddingModel:
     """The gallery's model identity: name, release + the ONNX file's digest (embeddings depend
     on the weights alone, so editing model.json keeps the gallery), and dimension."""
-    digest = hashlib.sha256(Path(embedder.stored.model_path).read_bytes()).hexdigest()[:12]
-    version = f"{embedder.package.version}+{digest}"
-    return EmbeddingModel(embedder.name, version, embedder.config.dim)
+    digest = hashlib.sha256(onnx.read_bytes()).hexdigest()[:12]
+    return EmbeddingModel(name, f"{release}+{digest}", dim)
+
+
+def embedding_model(embedder: FaceEmbeddingModel) -> EmbeddingModel:
+    package = embedder.package
+    return gallery_model(
+        package.name, package.version, Path(embedder.stored.model_path), embedder.config.dim
+    )
 
 
 def follow(gallery: FaceGallery, metrics: Metrics | None, interval_s: float) -> threading.Thread:
