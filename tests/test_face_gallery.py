@@ -11,7 +11,7 @@ from service.auth import check_api_key
 from service.errors import InvalidParameter, Unauthorized
 from service.faces.gallery import FaceGallery
 from service.faces.service import check_subject, parse_metadata
-from service.gallery.index import EmbeddingIndex
+from service.gallery.index import EmbeddingIndex, build_graph
 from service.gallery.records import EmbeddingModel, FaceRecord, ModelMismatch
 
 MODEL = EmbeddingModel("faces-test", "1.0.0+abc", 16)
@@ -87,7 +87,15 @@ def test_hnsw_search_agrees_with_exact_on_clear_neighbours() -> None:
     ids = [f"f{i}" for i in range(2000)]
     exact = EmbeddingIndex.from_arrays(ids, ids, matrix)
     ann = EmbeddingIndex.from_arrays(ids, ids, matrix, ann_threshold=1000)
-    assert ann.uses_ann and not exact.uses_ann
+    assert ann.wants_ann and not ann.uses_ann and not exact.wants_ann
+    snapshot = ann.ann_snapshot()  # writes during the (lock-free) build are replayed after it
+    assert ann.remove(["f1"]) == 1 and not ann.wants_ann
+    late = FaceRecord("late", "late", matrix[1], BOX, "m", "1", 0.0)
+    ann.add(late)
+    ann.install_ann(build_graph(snapshot))
+    assert ann.uses_ann
+    runner_up = next(m.face_id for m in exact.search(matrix[1:2], 3)[0] if m.face_id != "f1")
+    assert [m.face_id for m in ann.search(matrix[1:2], 2)[0]] == ["late", runner_up]
     queries = matrix[:50] + 0.01 * rng.standard_normal((50, 16)).astype(np.float32)
     same = [
         a[0].face_id == e[0].face_id and abs(a[0].similarity - e[0].similarity) < 1e-5
@@ -152,3 +160,17 @@ def test_an_unreachable_store_answers_503() -> None:
         anyio.run(_store_call, down)
     assert caught.value.status == 503 and caught.value.headers["Retry-After"]
     assert anyio.run(_store_call, lambda: 7) == 7
+
+
+def test_the_gallery_switches_to_hnsw_off_the_request_path(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.sqlite3")
+    gallery = FaceGallery(FaceGallery.open(path, MODEL).store, ann_threshold=20)
+    ids = [gallery.enroll(f"s{i}", unit(i), BOX, {}).face_id for i in range(25)]
+    assert gallery.index.wants_ann and not gallery.index.uses_ann  # still exact
+    assert gallery.search(unit(3)[None], 1)[0][0].face_id == ids[3]
+    gallery.maintain()
+    assert gallery.index.uses_ann
+    assert gallery.search(unit(3)[None], 1)[0][0].face_id == ids[3]
+    gallery.delete_face(ids[3])
+    assert all(m.face_id != ids[3] for m in gallery.search(unit(3)[None], 5)[0])
+    assert gallery.check()

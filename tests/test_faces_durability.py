@@ -118,3 +118,29 @@ def test_two_replicas_share_one_postgresql(tmp_path: Path, postgres_dsn: str) ->
             stop_server(b)
     finally:
         stop_server(a)
+
+
+def test_a_gallery_of_another_embedding_model_is_refused_at_start(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    import pytest
+
+    from service.bench_gallery import prefill
+    from service.serverproc import MODEL_STORE
+    from service.serverproc import start_server as start_server_process
+
+    data = tmp_path / "data"
+    data.mkdir()
+    prefill(MODEL_STORE / "faces-embedder", 20, data)  # bound to the bundled embedder
+    store = tmp_path / "store"
+    shutil.copytree(MODEL_STORE / "faces-detector", store / "faces-detector")
+    shutil.copytree(MODEL_STORE / "faces-embedder", store / "faces-embedder")
+    manifest = store / "faces-embedder" / "model.json"
+    package = json.loads(manifest.read_text())
+    package["version"] = "2.0.0"  # another release of the embedder
+    manifest.write_text(json.dumps(package))
+    env = face_env(VISION_MODEL_STORE=str(store), VISION_DATA_DIR=str(data))
+    # The workers fail at start with the reason in the log and the service never turns ready.
+    with pytest.raises(RuntimeError, match="never mixed"):
+        start_server_process(tmp_path / "home", env, ready_timeout=45)

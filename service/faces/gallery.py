@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service.gallery.index import EmbeddingIndex, Match
+from service.gallery.index import EmbeddingIndex, Match, build_graph
 from service.gallery.records import Change, EmbeddingModel, FaceRecord, SubjectInfo
 from service.gallery.store import GalleryStore, open_store
 
@@ -94,6 +94,21 @@ class FaceGallery:
             return
         with self._lock:
             self._pull()
+
+    def maintain(self) -> None:
+        """Build the HNSW graph once the gallery reaches the threshold, off the request path:
+        searches stay exact (and writes go on) while it builds; see EmbeddingIndex."""
+        with self._lock:
+            index = self.index
+            if not index.wants_ann:
+                return
+            snapshot = index.ann_snapshot()
+        logger.info("building the HNSW graph of %d faces", len(snapshot.keys))
+        graph = build_graph(snapshot)
+        with self._lock:
+            if self.index is index:  # not replaced by a rebuild meanwhile
+                index.install_ann(graph)
+        logger.info("HNSW graph ready")
 
     def counts(self) -> tuple[int, int]:
         """(faces, subjects) in this worker's index."""

@@ -11,7 +11,7 @@ from service.backends import Backend
 from service.faces.gallery import FaceGallery
 from service.faces.pipeline import FacePipeline
 from service.faces.service import FaceService
-from service.gallery.records import EmbeddingModel
+from service.gallery.records import EmbeddingModel, ModelMismatch
 from service.metrics import Metrics
 from service.settings import Settings
 from service.tasks.base import TaskModel
@@ -50,6 +50,7 @@ def follow(gallery: FaceGallery, metrics: Metrics | None, interval_s: float) -> 
         while True:
             try:
                 gallery.sync()
+                gallery.maintain()
                 if metrics is not None:
                     faces, subjects = gallery.counts()
                     metrics.gallery_faces.set(faces)
@@ -75,10 +76,16 @@ def build_face_service(
     pipeline = FacePipeline(detector, embedder, backend.infer, metrics, settings.max_pixels)
     gallery = None
     if embedder is not None:
-        gallery = FaceGallery.open(
-            settings.gallery_location(),
-            embedding_model(embedder),
-            ann_threshold=settings.gallery_ann_threshold,
-        )
+        try:
+            gallery = FaceGallery.open(
+                settings.gallery_location(),
+                embedding_model(embedder),
+                ann_threshold=settings.gallery_ann_threshold,
+            )
+        except ModelMismatch as exc:
+            raise ModelMismatch(
+                f"{exc}. Embeddings of two models are never mixed: serve the gallery's model, or "
+                "point VISION_DATA_DIR / VISION_GALLERY_URL at a new gallery and enrol again"
+            ) from exc
         follow(gallery, metrics, settings.gallery_sync_s)
     return FaceService(pipeline, gallery, settings.max_metadata_bytes)

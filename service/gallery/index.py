@@ -6,9 +6,14 @@ L2-normalised, so the dot product is the cosine similarity.
 
 The exact index keeps a capacity-doubling matrix: ``add`` is amortised O(dim) and ``remove``
 moves the last row into the hole, so neither copies the gallery (a 1M-face gallery is 512 MB
-at 128 dims). Above ``ann_threshold`` faces an HNSW graph (usearch) answers searches instead,
-re-scored exactly against the matrix, so similarities are always exact cosines; the matrix
-stays the source for the checksum and for rebuilding the graph.
+at 128 dims). Each face also gets a stable integer key for the HNSW graph (usearch), which
+answers searches once the index holds ``ann_threshold`` faces AND a graph has been built; the
+graph's candidates are re-scored exactly against the matrix, so similarities are always exact.
+
+Building a graph takes minutes at a million faces, so it is built off the request path in
+three steps: ``ann_snapshot`` (under the caller's lock: a copy of keys and vectors, and writes
+start being recorded), ``build_graph`` (no lock; searches stay exact meanwhile) and
+``install_ann`` (under the lock: the writes recorded during the build are replayed).
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ import numpy as np
 
 from service.gallery.records import FaceRecord, GalleryError, checksum
 
+# HNSW parameters: at 1M 128-d faces (service/bench_gallery.py) expansion_search 256 finds the
+# exact nearest face for 96 % of probes and the right subject for 99.7 % (64: 72 % and 86 %),
+# in 3 ms instead of exact search's 49 ms; see docs/BENCHMARKS.md for the sweep.
+CONNECTIVITY = 16
+EXPANSION_ADD = 64
+EXPANSION_SEARCH = 256
+
 
 @dataclass(frozen=True)
 class Match:
@@ -29,34 +41,66 @@ class Match:
     similarity: float
 
 
+@dataclass(frozen=True)
+class AnnSnapshot:
+    keys: np.ndarray  # (n,) uint64
+    vectors: np.ndarray  # (n, dim) float32, a copy
+    dim: int
+    expansion_search: int
+
+
+def build_graph(snapshot: AnnSnapshot) -> Any:
+    """An HNSW graph (usearch, inner product) over a snapshot; slow, needs no lock."""
+    from usearch.index import Index
+
+    graph = Index(
+        ndim=snapshot.dim,
+        metric="ip",
+        dtype="f32",
+        connectivity=CONNECTIVITY,
+        expansion_add=EXPANSION_ADD,
+        expansion_search=snapshot.expansion_search,
+    )
+    if len(snapshot.keys):
+        graph.add(snapshot.keys, snapshot.vectors)
+    return graph
+
+
 class EmbeddingIndex:
-    def __init__(self, dim: int, ann_threshold: int = 0, ann_candidates: int = 16) -> None:
-        """``ann_threshold`` > 0: search with HNSW once the index holds at least that many
-        faces (0: always exact). ``ann_candidates``: neighbours fetched from the graph per query
-        before exact re-scoring (at least k)."""
+    def __init__(
+        self,
+        dim: int,
+        ann_threshold: int = 0,
+        ann_candidates: int = 16,
+        expansion_search: int = EXPANSION_SEARCH,
+    ) -> None:
+        """``ann_threshold`` > 0: search with HNSW from that many faces, once a graph is built
+        (0: always exact). ``ann_candidates``: neighbours taken from the graph per query before
+        exact re-scoring (at least k)."""
         self.dim = dim
         self.ann_threshold = ann_threshold
         self.ann_candidates = ann_candidates
+        self.expansion_search = expansion_search
         self._ids: list[str] = []
         self._subjects: list[str] = []
+        self._keys: list[int] = []
         self._rows: dict[str, int] = {}
+        self._key_rows: dict[int, int] = {}
+        self._next_key = 0
         self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._size = 0
-        self._ann: Any = None  # usearch Index keyed by row number, built lazily
+        self._ann: Any = None  # the usearch graph, keyed by `_keys`
+        self._pending: list[tuple[bool, int, np.ndarray | None]] | None = None  # during a build
 
     @classmethod
     def from_faces(cls, dim: int, faces: Iterable[FaceRecord], **options: Any) -> EmbeddingIndex:
-        index = cls(dim, **options)
         records = list(faces)
-        if records:
-            index._matrix = np.stack([f.embedding for f in records]).astype(np.float32)
-            index._size = len(records)
-            index._ids = [f.face_id for f in records]
-            index._subjects = [f.subject for f in records]
-            index._rows = {face_id: i for i, face_id in enumerate(index._ids)}
-            if len(index._rows) != len(records):
-                raise GalleryError("duplicate face ids")
-        return index
+        matrix = (
+            np.stack([f.embedding for f in records]) if records else np.zeros((0, dim), np.float32)
+        )
+        return cls.from_arrays(
+            [f.face_id for f in records], [f.subject for f in records], matrix, **options
+        )
 
     @classmethod
     def from_arrays(
@@ -67,11 +111,15 @@ class EmbeddingIndex:
         index = cls(matrix.shape[1], **options)
         if not len(face_ids) == len(subjects) == matrix.shape[0]:
             raise GalleryError("face_ids, subjects and matrix rows differ in number")
+        n = matrix.shape[0]
         index._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        index._size = matrix.shape[0]
+        index._size = n
         index._ids, index._subjects = list(face_ids), list(subjects)
+        index._keys = list(range(n))
+        index._next_key = n
         index._rows = {face_id: i for i, face_id in enumerate(index._ids)}
-        if len(index._rows) != index._size:
+        index._key_rows = {i: i for i in range(n)}
+        if len(index._rows) != n:
             raise GalleryError("duplicate face ids")
         return index
 
@@ -83,7 +131,13 @@ class EmbeddingIndex:
 
     @property
     def uses_ann(self) -> bool:
-        return self.ann_threshold > 0 and self._size >= self.ann_threshold
+        """Whether searches go through the HNSW graph now."""
+        return self._ann is not None and 0 < self.ann_threshold <= self._size
+
+    @property
+    def wants_ann(self) -> bool:
+        """Large enough for the graph, which is neither built nor being built."""
+        return 0 < self.ann_threshold <= self._size and self._ann is None and self._pending is None
 
     def add(self, face: FaceRecord) -> bool:
         """Add one face; False when its id is already present (changes may be replayed)."""
@@ -93,14 +147,16 @@ class EmbeddingIndex:
             grown = np.zeros((max(16, 2 * self._size), self.dim), dtype=np.float32)
             grown[: self._size] = self._matrix[: self._size]
             self._matrix = grown
-        row = self._size
+        row, key = self._size, self._next_key
+        self._next_key += 1
         self._matrix[row] = face.embedding
         self._rows[face.face_id] = row
+        self._key_rows[key] = row
         self._ids.append(face.face_id)
         self._subjects.append(face.subject)
+        self._keys.append(key)
         self._size += 1
-        if self._ann is not None:
-            self._ann.add(row, self._matrix[row])
+        self._graph_write(True, key, self._matrix[row].copy())
         return True
 
     def remove(self, face_ids: Iterable[str]) -> int:
@@ -110,38 +166,49 @@ class EmbeddingIndex:
             row = self._rows.pop(face_id, None)
             if row is None:
                 continue
-            last = self._size - 1
-            if self._ann is not None:
-                self._ann.remove(row)
-                if row != last:
-                    self._ann.remove(last)
-            if row != last:
+            key, last = self._keys[row], self._size - 1
+            del self._key_rows[key]
+            self._graph_write(False, key, None)
+            if row != last:  # the last row fills the hole
                 moved = self._ids[last]
                 self._matrix[row] = self._matrix[last]
                 self._ids[row], self._subjects[row] = moved, self._subjects[last]
+                self._keys[row] = self._keys[last]
                 self._rows[moved] = row
-                if self._ann is not None:
-                    self._ann.add(row, self._matrix[row])
+                self._key_rows[self._keys[row]] = row
             self._ids.pop()
             self._subjects.pop()
+            self._keys.pop()
             self._size -= 1
             removed += 1
         return removed
 
-    def _build_ann(self) -> Any:
-        from usearch.index import Index
+    def _graph_write(self, add: bool, key: int, vector: np.ndarray | None) -> None:
+        if self._pending is not None:
+            self._pending.append((add, key, vector))
+        if self._ann is not None:
+            if add:
+                self._ann.add(key, vector)
+            else:
+                self._ann.remove(key)
 
-        ann = Index(
-            ndim=self.dim,
-            metric="ip",
-            dtype="f32",
-            connectivity=16,
-            expansion_add=64,
-            expansion_search=64,
-        )
-        if self._size:
-            ann.add(np.arange(self._size), self._matrix[: self._size])
-        return ann
+    # The HNSW graph, built in three steps (see the module docstring).
+    def ann_snapshot(self) -> AnnSnapshot:
+        self._pending = []
+        keys = np.asarray(self._keys, dtype=np.uint64)
+        return AnnSnapshot(keys, self._matrix[: self._size].copy(), self.dim, self.expansion_search)
+
+    def install_ann(self, graph: Any) -> None:
+        for add, key, vector in self._pending or []:
+            if add:
+                graph.add(key, vector)
+            else:
+                graph.remove(key)
+        self._ann, self._pending = graph, None
+
+    def build_ann(self) -> None:
+        """All three steps at once (no concurrent writers: tests, benchmarks)."""
+        self.install_ann(build_graph(self.ann_snapshot()))
 
     def search(self, queries: np.ndarray, k: int = 1) -> list[list[Match]]:
         """The ``k`` most similar faces for each L2-normalised query [Q, dim], best first."""
@@ -162,13 +229,12 @@ class EmbeddingIndex:
         return results
 
     def _search_ann(self, queries: np.ndarray, k: int) -> list[list[Match]]:
-        if self._ann is None:
-            self._ann = self._build_ann()
         wanted = max(k, self.ann_candidates)
         results = []
         for q in range(len(queries)):
             # One query at a time: usearch answers a single vector with exactly its matches.
-            rows = np.asarray(self._ann.search(queries[q], wanted).keys, dtype=np.int64)
+            keys = np.asarray(self._ann.search(queries[q], wanted).keys, dtype=np.int64)
+            rows = np.array([self._key_rows[int(key)] for key in keys], dtype=np.int64)
             sims = self._matrix[rows] @ queries[q]
             order = np.argsort(-sims, kind="stable")[:k]
             results.append(self._matches(rows[order], sims[order]))
