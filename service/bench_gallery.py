@@ -135,7 +135,7 @@ def row(
     print(f"{size:>9} faces: exact p50 {np.percentile(exact_ms, 50):.3f} ms", flush=True)
     ann = EmbeddingIndex.from_arrays(ids, names, faces, ann_threshold=1)
     t0 = time.perf_counter()
-    ann.build_ann()
+    ann.build_ann(progress=size >= 100_000)
     build_s = time.perf_counter() - t0
     ann_ms, found = latencies_ms(ann, queries)
     face_recall, subject_recall = recalls(found, truth)

@@ -68,6 +68,7 @@ def test_enroll_identify_verify_real_people(faces: Server) -> None:
             assert face["subject"] == subject, face
             assert face["matches"][0]["subject"] == subject
             assert face["matches"][0]["similarity"] >= r.json()["threshold"]
+            assert {"decode", "infer", "embed", "search", "total"} <= set(r.json()["timing_ms"])
     nobody = identify(faces.client, jpeg("chelsea")).json()
     assert nobody["faces"] == []
     same = faces.client.post(

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -133,7 +134,11 @@ class FaceService:
         analysis = await self.pipeline.analyse(data, params, detect_faces=True)
         embeddings = analysis.faces.embeddings
         assert embeddings is not None
+        start = time.perf_counter()
         matches = await _store_call(gallery.search, embeddings, k) if len(embeddings) else []
+        search_ms = (time.perf_counter() - start) * 1000
+        analysis.timing_ms["search"] = round(search_ms, 3)
+        analysis.timing_ms["total"] = round(analysis.timing_ms.get("total", 0.0) + search_ms, 3)
         faces = []
         for face, found in zip(analysis.faces.to_json(), matches, strict=True):
             face.pop("embedding", None)

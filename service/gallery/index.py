@@ -49,8 +49,9 @@ class AnnSnapshot:
     expansion_search: int
 
 
-def build_graph(snapshot: AnnSnapshot) -> Any:
-    """An HNSW graph (usearch, inner product) over a snapshot; slow, needs no lock."""
+def build_graph(snapshot: AnnSnapshot, progress: bool = False) -> Any:
+    """An HNSW graph (usearch, inner product) over a snapshot; slow, needs no lock.
+    `progress`: a progress bar on stderr (benchmarks; minutes at a million faces)."""
     from usearch.index import Index
 
     graph = Index(
@@ -62,7 +63,7 @@ def build_graph(snapshot: AnnSnapshot) -> Any:
         expansion_search=snapshot.expansion_search,
     )
     if len(snapshot.keys):
-        graph.add(snapshot.keys, snapshot.vectors)
+        graph.add(snapshot.keys, snapshot.vectors, log="HNSW graph" if progress else False)
     return graph
 
 
@@ -206,9 +207,9 @@ class EmbeddingIndex:
                 graph.remove(key)
         self._ann, self._pending = graph, None
 
-    def build_ann(self) -> None:
+    def build_ann(self, progress: bool = False) -> None:
         """All three steps at once (no concurrent writers: tests, benchmarks)."""
-        self.install_ann(build_graph(self.ann_snapshot()))
+        self.install_ann(build_graph(self.ann_snapshot(), progress))
 
     def search(self, queries: np.ndarray, k: int = 1) -> list[list[Match]]:
         """The ``k`` most similar faces for each L2-normalised query [Q, dim], best first."""
