@@ -106,6 +106,17 @@ def test_synthetic_identities_are_told_apart(faces: Server) -> None:
             total += 1
             hits += bool(found) and found[0]["matches"][0]["subject"] == f"synthetic-{person}"
     assert hits / total >= 0.8, f"rank-1 {hits}/{total}"
+    verdicts = [
+        faces.client.post(
+            "/faces/verify",
+            files=files(identity(person)[1]),
+            data={"subject": f"synthetic-{other}"},
+        ).json()
+        for person, other in [(0, 0), (1, 1), (2, 2), (0, 1), (1, 2), (2, 0)]
+    ]
+    same, different = verdicts[:3], verdicts[3:]
+    assert min(v["similarity"] for v in same) > max(v["similarity"] for v in different)
+    assert sum(v["match"] for v in same) >= 2 and not any(v["match"] for v in different)
 
 
 def test_gallery_management(faces: Server) -> None:
