@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import bentoml
@@ -210,8 +211,31 @@ async def _detect_form(
     }
 
 
+@contextlib.asynccontextmanager
+async def grpc_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The worker's gRPC server lives as long as the HTTP app (see service/grpc_server.py)."""
+    from service.grpc_server import GrpcServer
+    from service.settings import get_settings
+
+    settings = get_settings()
+    try:
+        service: Any = bentoml.get_current_service()
+    except Exception:  # the app outside a BentoML worker (unit tests): no gRPC
+        service = None
+    server = None
+    if service is not None and settings.grpc_port:
+        server = GrpcServer(settings, getattr(service, "metrics", None))
+        await server.start(service.__is_ready__)
+    try:
+        yield
+    finally:
+        if server is not None:
+            await server.stop(settings.grpc_grace_s)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=grpc_lifespan,
         title="Vision inference service",
         version="0.1.0",
         description="Classification, detection, semantic and instance segmentation, face "

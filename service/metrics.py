@@ -46,6 +46,16 @@ class Metrics:
             "vision_gallery_subjects", "Subjects in the gallery", multiprocess_mode="mostrecent"
         )
 
+        self.grpc_requests = Counter(
+            "vision_grpc_requests_total", "gRPC calls by method and status code", ["method", "code"]
+        )
+        self.grpc_duration = Histogram(
+            "vision_grpc_request_duration_seconds",
+            "gRPC unary call duration by method",
+            ["method"],
+            buckets=STAGE_BUCKETS,
+        )
+
     def observe_stages(self, model: str, seconds: dict[str, float]) -> None:
         for stage in STAGES:
             if stage in seconds:

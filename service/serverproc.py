@@ -59,6 +59,7 @@ class ServerProcess:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    grpc_port: int = 0
 
     def alive(self) -> bool:
         return self.process.poll() is None and http_status(f"{self.url}/livez") == 200
@@ -121,7 +122,7 @@ def start_server(
     is not ready within `ready_timeout` seconds.
     """
     home.mkdir(parents=True, exist_ok=True)
-    env = server_env(home, overrides)
+    env = server_env(home, {"VISION_GRPC_PORT": str(free_port()), **(overrides or {})})
     port = port or free_port()
     log = home / "server.log"
     with log.open("wb") as out:
@@ -142,7 +143,8 @@ def start_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = ServerProcess(f"http://127.0.0.1:{port}", port, process, log)
+    grpc_port = int(env["VISION_GRPC_PORT"])
+    server = ServerProcess(f"http://127.0.0.1:{port}", port, process, log, grpc_port)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -25,7 +25,10 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"
     http_port: int = Field(default=3000, ge=1, le=65535)
-    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_port: int = Field(default=50051, ge=0, le=65535)  # 0: no gRPC server
+    grpc_tls_cert: str = ""  # PEM files; both set: the gRPC port speaks TLS
+    grpc_tls_key: str = ""
+    grpc_grace_s: float = Field(default=5.0, ge=0)  # calls in flight may finish on shutdown
 
     # Models to serve: BentoML tags (`name` or `name:version`), comma separated.
     # Empty: every vision model in the BentoML model store (latest version of each name).

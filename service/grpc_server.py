@@ -1,0 +1,140 @@
+"""The gRPC server of a gateway worker: health, reflection and metrics (inference services are
+added here by the gRPC issue).
+
+Every HTTP worker runs one `grpc.aio` server on the same port (SO_REUSEPORT: the kernel spreads
+connections over the workers), inside the worker's event loop, so gRPC calls reach the same
+pipeline and runner client as REST. It starts and stops with the FastAPI app's lifespan:
+`grpc.health.v1.Health` answers NOT_SERVING until the service is ready (models loaded and
+warm) and again while draining, so a probe never routes to a worker that cannot serve. TLS when
+`VISION_GRPC_TLS_CERT` and `VISION_GRPC_TLS_KEY` are set; message size limits follow the REST
+body limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """`vision_grpc_requests_total{method, code}` and `vision_grpc_request_duration_seconds`
+    for unary calls (streams are counted when they open)."""
+
+    def __init__(self, requests: Any, duration: Any) -> None:
+        self.requests = requests
+        self.duration = duration
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or handler.unary_unary is None:
+            self.requests.labels(method=method, code="OPENED").inc()
+            return handler
+        inner = handler.unary_unary
+        requests, duration = self.requests, self.duration
+
+        async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                response = await inner(request, context)
+                status = context.code()
+                if status is not None and status != grpc.StatusCode.OK:
+                    code = status.name
+                return response
+            except grpc.aio.AbortError:
+                status = context.code()
+                code = status.name if status is not None else "UNKNOWN"
+                raise
+            except Exception:
+                code = "INTERNAL"
+                raise
+            finally:
+                requests.labels(method=method, code=code).inc()
+                duration.labels(method=method).observe(time.perf_counter() - start)
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class GrpcServer:
+    def __init__(self, settings: Settings, metrics: Any | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.health = HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self._watch: asyncio.Task[None] | None = None
+
+    def _credentials(self) -> grpc.ServerCredentials | None:
+        cert, key = self.settings.grpc_tls_cert, self.settings.grpc_tls_key
+        if not cert and not key:
+            return None
+        if not (cert and key):
+            raise ValueError("VISION_GRPC_TLS_CERT and VISION_GRPC_TLS_KEY go together")
+        pair = (Path(key).read_bytes(), Path(cert).read_bytes())
+        return grpc.ssl_server_credentials([pair])
+
+    async def start(self, is_ready: Callable[[], Awaitable[bool]]) -> None:
+        limit = self.settings.max_body_bytes
+        options = [
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ]
+        interceptors = []
+        if self.metrics is not None:
+            interceptors.append(
+                MetricsInterceptor(self.metrics.grpc_requests, self.metrics.grpc_duration)
+            )
+        server = grpc.aio.server(options=options, interceptors=interceptors)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        names = (HEALTH_SERVICE, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        credentials = self._credentials()
+        if credentials is None:
+            server.add_insecure_port(address)
+        else:
+            server.add_secure_port(address, credentials)
+        await self.health.set("", NOT_SERVING)
+        await server.start()
+        self.server = server
+        self._watch = asyncio.create_task(self._serve_when_ready(is_ready))
+        logger.info("gRPC on %s (%s)", address, "TLS" if credentials else "plaintext")
+
+    async def _serve_when_ready(self, is_ready: Callable[[], Awaitable[bool]]) -> None:
+        while not await is_ready():
+            await asyncio.sleep(0.5)
+        await self.health.set("", SERVING)
+        await self.health.set(HEALTH_SERVICE, SERVING)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Report NOT_SERVING, let calls in flight finish (up to `grace_s`), then close."""
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace_s)
