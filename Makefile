@@ -9,7 +9,7 @@ export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
 
 .PHONY: serve test bench lint format train-classifier train-detector export-detector train-instances train-segmenter train-segmenter-cpu \
-	data-scenes import-models build clean
+	data-scenes import-models build clean protos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -135,6 +135,13 @@ $(DETECTOR_CHECKPOINT):
 	$(MAKE) train-detector
 train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
 	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_CPU_ARGS)
+
+# The Open Inference Protocol modules (service/oip/oip_pb2*.py, committed) from our proto;
+# grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/test_oip_proto.py fails when
+# they are stale.
+protos: $(VENV)/.all
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
+		service/oip/oip.proto
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build
