@@ -22,9 +22,11 @@ train extra; without it the photo is posted instead, and the report says so.
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime as dt
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -173,6 +175,7 @@ def main(argv: list[str]) -> int:
     if package.task == "face_embedding":  # identify needs the detector and a gallery
         overrides["VISION_MODELS"] += "," + first_of_task("face_detection")
         data_dir = Path(tempfile.mkdtemp(prefix="vision-bench-gallery-"))
+        atexit.register(shutil.rmtree, data_dir, True)
         prefill(package_dir, args.gallery_faces, data_dir)
         overrides.setdefault("VISION_DATA_DIR", str(data_dir))
         gallery_note = f"; a gallery of {args.gallery_faces:,} synthetic faces"

@@ -161,7 +161,7 @@ def response_media_type(fmt: str | None, accept: str | None) -> str | None:
     return None
 
 
-async def _infer(
+async def infer_route(
     request: Request,
     task: str,
     image: UploadFile,
@@ -253,7 +253,7 @@ def create_app() -> FastAPI:
         top_k: int | None = Form(None, description="How many classes to return (default 5)"),
         model: str | None = Form(None, description="Model name (default: the first classifier)"),
     ) -> Any:
-        return await _infer(request, "classification", image, model, {"top_k": top_k})
+        return await infer_route(request, "classification", image, model, {"top_k": top_k})
 
     @app.post(
         "/detect", response_model=DetectResponse, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES}
@@ -267,7 +267,9 @@ def create_app() -> FastAPI:
         ),
         model: str | None = Form(None, description="Model name (default: the first detector)"),
     ) -> Any:
-        return await _infer(request, "detection", image, model, params, annotate=True, fmt=format)
+        return await infer_route(
+            request, "detection", image, model, params, annotate=True, fmt=format
+        )
 
     @app.post(
         "/instances",
@@ -285,7 +287,9 @@ def create_app() -> FastAPI:
             None, description="Model name (default: the first instance segmenter)"
         ),
     ) -> Any:
-        return await _infer(request, "instances", image, model, params, annotate=True, fmt=format)
+        return await infer_route(
+            request, "instances", image, model, params, annotate=True, fmt=format
+        )
 
     @app.post(
         "/segment", response_model=SegmentResponse, responses={**IMAGE_RESPONSE, **ERROR_RESPONSES}
@@ -298,7 +302,9 @@ def create_app() -> FastAPI:
         ),
         model: str | None = Form(None, description="Model name (default: the first segmenter)"),
     ) -> Any:
-        return await _infer(request, "segmentation", image, model, {}, annotate=True, fmt=format)
+        return await infer_route(
+            request, "segmentation", image, model, {}, annotate=True, fmt=format
+        )
 
     @app.get("/v1/models", response_model=ModelList)
     async def list_models() -> dict[str, Any]:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
 import numpy as np
 
-from service.errors import NoFace
+from service.errors import NoFace, NotFound
 from service.faces_result import Faces
-from service.imaging import DecodedImage
+from service.imaging import DecodedImage, decode_image
 from service.metrics import Metrics
-from service.pipeline import Infer, prepare, run
+from service.pipeline import Infer, run
 from service.tasks.base import TaskModel
-from service.tasks.face_embedding import FaceEmbeddingModel, normalise
+from service.tasks.face_embedding import FaceEmbeddingModel, normalise, whole_image_face
 
 DETECT_PARAMS = ("score_threshold", "max_faces", "min_face")
 
@@ -66,13 +67,9 @@ class FacePipeline:
         self.max_pixels = max_pixels
 
     async def detect(self, data: bytes, params: dict[str, Any]) -> FaceAnalysis:
-        if self.detector is None:
-            from service.errors import NotFound
-
-            raise NotFound("no face detection model is loaded")
         raw = {k: v for k, v in params.items() if k in DETECT_PARAMS and v is not None}
         inference = await run(
-            self.detector,
+            self.detector_model(),
             data,
             raw,
             infer=self.infer,
@@ -84,13 +81,13 @@ class FacePipeline:
 
     async def whole_image(self, data: bytes) -> FaceAnalysis:
         """The whole input as one face (`detect_faces=false`: the client sends face crops)."""
-        embedder = self._embedder()
+        self.embedder_model()
         start = time.perf_counter()
-        prepared = await anyio.to_thread.run_sync(prepare, embedder, data, self.max_pixels, True)
-        box = np.array([[0, 0, prepared.image.width, prepared.image.height]], np.float32)
-        timing = {"decode": round(prepared.decode_s * 1000, 3)}
-        timing["total"] = round((time.perf_counter() - start) * 1000, 3)
-        return FaceAnalysis(Faces(box, np.ones(1, np.float32)), prepared.image, timing)
+        image = await anyio.to_thread.run_sync(
+            partial(decode_image, data, max_pixels=self.max_pixels)
+        )
+        ms = round((time.perf_counter() - start) * 1000, 3)
+        return FaceAnalysis(whole_image_face(image), image, {"decode": ms, "total": ms})
 
     async def analyse(
         self, data: bytes, params: dict[str, Any], *, detect_faces: bool = True
@@ -100,7 +97,7 @@ class FacePipeline:
         return await self.embed(analysis)
 
     async def embed(self, analysis: FaceAnalysis) -> FaceAnalysis:
-        embedder = self._embedder()
+        embedder = self.embedder_model()
         faces = analysis.faces
         start = time.perf_counter()
         if len(faces):
@@ -122,9 +119,12 @@ class FacePipeline:
         timing["total"] = round(timing.get("total", 0.0) + total * 1000, 3)
         return FaceAnalysis(faces.with_embeddings(embeddings), analysis.image, timing)
 
-    def _embedder(self) -> FaceEmbeddingModel:
-        if self.embedder is None:
-            from service.errors import NotFound
+    def detector_model(self) -> TaskModel:
+        if self.detector is None:
+            raise NotFound("no face detection model is loaded")
+        return self.detector
 
+    def embedder_model(self) -> FaceEmbeddingModel:
+        if self.embedder is None:
             raise NotFound("no face embedding model is loaded")
         return self.embedder

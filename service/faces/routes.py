@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 import bentoml
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import Response
@@ -11,6 +12,7 @@ from fastapi.responses import Response
 from service.auth import check_api_key
 from service.errors import NotFound
 from service.faces.service import FaceService
+from service.http_app import infer_route, response_media_type
 from service.schemas import (
     ERROR_RESPONSES,
     IMAGE_RESPONSE,
@@ -71,11 +73,18 @@ def register_face_routes(app: FastAPI) -> None:
         tags=["faces"],
     )
     async def detect(
+        request: Request,
         image: UploadFile = File(description=_IMAGE),
         params: dict[str, Any] = Depends(_detect_form),
+        format: str | None = Form(
+            None, description="json (default), png or jpeg: the input with boxes and landmarks"
+        ),
         _: None = Depends(require_read_key),
     ) -> Any:
-        return await _faces().detect(await image.read(), params)
+        detector = _faces().pipeline.detector_model().name
+        return await infer_route(
+            request, "face_detection", image, detector, params, annotate=True, fmt=format
+        )
 
     @app.post("/faces/embed", response_model=EmbedResponse, responses=errors, tags=["faces"])
     async def embed(
@@ -117,15 +126,11 @@ def register_face_routes(app: FastAPI) -> None:
         params: dict[str, Any] = Depends(_detect_form),
         _: None = Depends(require_read_key),
     ) -> Any:
-        from service.http_app import response_media_type
-
         media_type = response_media_type(format, request.headers.get("accept"))
         faces = _faces()
         body, analysis = await faces.identify(await image.read(), top_k, threshold, params)
         if media_type is None:
             return body
-        import anyio.to_thread
-
         content = await anyio.to_thread.run_sync(faces.draw_identified, analysis, body, media_type)
         return Response(content, media_type=media_type)
 

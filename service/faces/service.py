@@ -80,21 +80,19 @@ class FaceService:
         return self._gallery
 
     def threshold(self, value: float | None) -> float:
-        embedder = self.pipeline._embedder()
+        embedder = self.pipeline.embedder_model()
         if value is None:
             return embedder.threshold
         if not -1.0 <= value <= 1.0:
             raise InvalidParameter("threshold: a cosine similarity in [-1, 1]")
         return value
 
-    async def detect(self, data: bytes, params: dict[str, Any]) -> dict[str, Any]:
-        analysis = await self.pipeline.detect(data, params)
-        assert self.pipeline.detector is not None
-        return {**analysis.common(self.pipeline.detector), "faces": analysis.faces.to_json()}
-
     async def embed(self, data: bytes, params: dict[str, Any], detect: bool) -> dict[str, Any]:
         analysis = await self.pipeline.analyse(data, params, detect_faces=detect)
-        return {**analysis.common(self.pipeline._embedder()), "faces": analysis.faces.to_json()}
+        return {
+            **analysis.common(self.pipeline.embedder_model()),
+            "faces": analysis.faces.to_json(),
+        }
 
     async def enroll(
         self,
@@ -116,7 +114,7 @@ class FaceService:
         except GalleryError as exc:
             raise InvalidParameter(str(exc)) from None
         return {
-            **face.common(self.pipeline._embedder()),
+            **face.common(self.pipeline.embedder_model()),
             "subject": record.subject,
             "face_id": record.face_id,
             "box": [round(v, 2) for v in box],
@@ -150,7 +148,11 @@ class FaceService:
                 for m in found
             ]
             faces.append(face)
-        body = {**analysis.common(self.pipeline._embedder()), "threshold": limit, "faces": faces}
+        body = {
+            **analysis.common(self.pipeline.embedder_model()),
+            "threshold": limit,
+            "faces": faces,
+        }
         return body, analysis
 
     def draw_identified(
@@ -196,7 +198,7 @@ class FaceService:
         else:
             raise InvalidParameter("send image_a and image_b, or image and subject")
         return {
-            "model": first.common(self.pipeline._embedder())["model"],
+            "model": first.common(self.pipeline.embedder_model())["model"],
             "similarity": round(similarity, 6),
             "threshold": limit,
             "match": similarity >= limit,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from pathlib import Path
 
 from service.backends import Backend
@@ -57,7 +58,7 @@ def follow(gallery: FaceGallery, metrics: Metrics | None, interval_s: float) -> 
                     metrics.gallery_subjects.set(subjects)
             except Exception:  # a dropped database connection: log and keep following
                 logger.exception("gallery sync failed")
-            threading.Event().wait(interval_s)
+            time.sleep(interval_s)
 
     thread = threading.Thread(target=loop, name="gallery-follower", daemon=True)
     thread.start()

@@ -42,7 +42,6 @@ from service.gallery.records import (
     EmbeddingModel,
     FaceRecord,
     GalleryError,
-    ModelMismatch,
     SubjectInfo,
     checksum,
     decode_cursor,
@@ -167,19 +166,13 @@ class PostgresGallery:
         self._bind_model(db)
 
     def _bind_model(self, db: psycopg.Connection[Any]) -> None:
-        wanted = {"model": self.model.name, "model_version": self.model.version,
-                  "dim": str(self.model.dim)}  # fmt: skip
         stored = dict(db.execute("SELECT key, value FROM gallery_meta").fetchall())
         if not stored:
             with db.cursor() as cur:
-                cur.executemany("INSERT INTO gallery_meta VALUES (%s, %s)", list(wanted.items()))
+                rows = list(self.model.meta().items())
+                cur.executemany("INSERT INTO gallery_meta VALUES (%s, %s)", rows)
             return
-        if stored != wanted:
-            raise ModelMismatch(
-                f"the gallery ({self._where}) holds embeddings of {stored.get('model')} "
-                f"{stored.get('model_version')} (dim {stored.get('dim')}), not "
-                f"{self.model.name} {self.model.version} (dim {self.model.dim})"
-            )
+        self.model.check_binding(stored, f"the gallery ({self._where})")
 
     # --- writes ------------------------------------------------------------------------------
 

@@ -39,6 +39,19 @@ class EmbeddingModel:
             raise GalleryError("embedding is zero or not finite")
         return vector / norm
 
+    def meta(self) -> dict[str, str]:
+        """The binding a store records on first use (its `gallery_meta` rows)."""
+        return {"model": self.name, "model_version": self.version, "dim": str(self.dim)}
+
+    def check_binding(self, stored: dict[str, str], where: str) -> None:
+        """``ModelMismatch`` unless a store's recorded binding (non-empty) is this model's."""
+        if stored != self.meta():
+            raise ModelMismatch(
+                f"{where} holds embeddings of {stored.get('model')} "
+                f"{stored.get('model_version')} (dim {stored.get('dim')}), not "
+                f"{self.name} {self.version} (dim {self.dim})"
+            )
+
 
 @dataclass(frozen=True)
 class FaceRecord:

@@ -33,7 +33,6 @@ from service.gallery.records import (
     EmbeddingModel,
     FaceRecord,
     GalleryError,
-    ModelMismatch,
     SubjectInfo,
     checksum,
     decode_cursor,
@@ -112,18 +111,13 @@ class SQLiteGallery:
             return self._db.execute(sql, params).fetchall()
 
     def _bind_model(self, db: sqlite3.Connection) -> None:
-        wanted = {"model": self.model.name, "model_version": self.model.version,
-                  "dim": str(self.model.dim)}  # fmt: skip
         stored = dict(db.execute("SELECT key, value FROM gallery_meta").fetchall())
         if not stored:
-            db.executemany("INSERT INTO gallery_meta VALUES (?, ?)", list(wanted.items()))
-            return
-        if stored != wanted:
-            raise ModelMismatch(
-                f"{self.path} holds embeddings of {stored.get('model')} "
-                f"{stored.get('model_version')} (dim {stored.get('dim')}), not "
-                f"{self.model.name} {self.model.version} (dim {self.model.dim})"
+            db.executemany(
+                "INSERT INTO gallery_meta VALUES (?, ?)", list(self.model.meta().items())
             )
+            return
+        self.model.check_binding(stored, str(self.path))
 
     # --- writes ------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ Infer = Callable[[str, np.ndarray], Awaitable[BatchOutput]]
 
 ParamsT = TypeVar("ParamsT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
+PostT = TypeVar("PostT", bound=BaseModel)
 
 
 class TaskModel(ABC, Generic[ParamsT, ResultT]):
@@ -33,6 +34,13 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
     def __init__(self, stored: StoredPackage) -> None:
         self.stored = stored
         self.package = stored.package
+
+    def post_config(self, kind: type[PostT]) -> PostT:
+        """The package's post-processing config, checked to be `kind` (the task's own)."""
+        config = self.package.postprocess
+        if not isinstance(config, kind):
+            raise ValueError(f"{self.name} is not a {self.task} model")
+        return config
 
     @property
     def name(self) -> str:

@@ -28,10 +28,7 @@ class ClassificationModel(TaskModel[ClassifyParams, Classification]):
 
     @property
     def config(self) -> ClassificationPost:
-        config = self.package.postprocess
-        if not isinstance(config, ClassificationPost):
-            raise ValueError(f"{self.name} is not a classification model")
-        return config
+        return self.post_config(ClassificationPost)
 
     def parse_params(self, raw: dict[str, Any]) -> ClassifyParams:
         values = {k: v for k, v in raw.items() if v is not None}

@@ -151,10 +151,7 @@ class DetectionModel(TaskModel[DetectParams, Detections]):
 
     @property
     def config(self) -> DetectionPost:
-        config = self.package.postprocess
-        if not isinstance(config, DetectionPost):
-            raise ValueError(f"{self.name} is not a detection model")
-        return config
+        return self.post_config(DetectionPost)
 
     def parse_params(self, raw: dict[str, Any]) -> DetectParams:
         return parse_detect_params(raw, self.config, self.package.labels)

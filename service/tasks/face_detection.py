@@ -60,10 +60,7 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
 
     @property
     def config(self) -> FaceDetectionPost:
-        config = self.package.postprocess
-        if not isinstance(config, FaceDetectionPost):
-            raise ValueError(f"{self.name} is not a face detection model")
-        return config
+        return self.post_config(FaceDetectionPost)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -164,25 +161,27 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
         if params.min_face not in (None, c.min_face):
             item = await anyio.to_thread.run_sync(self.canvas, image, levels)
         infer_s = 0.0
-        start = time.perf_counter()
-        proposal = await infer(self.name, item[None])
-        infer_s += time.perf_counter() - start
+
+        async def timed(graph: str, batch: np.ndarray) -> BatchOutput:
+            nonlocal infer_s
+            start = time.perf_counter()
+            output = await infer(graph, batch)
+            infer_s += time.perf_counter() - start
+            return output
+
+        proposal = await timed(self.name, item[None])
         maps = {name: _column(proposal, name)[0] for name in self.outputs}
         found = _empty()
         boxes, crops = await anyio.to_thread.run_sync(
             self._refine_crops, maps, levels, image.pixels
         )
         if len(boxes):
-            start = time.perf_counter()
-            refined = await infer(f"{self.name}/{c.refine_graph}", crops)
-            infer_s += time.perf_counter() - start
+            refined = await timed(f"{self.name}/{c.refine_graph}", crops)
             boxes, crops = await anyio.to_thread.run_sync(
                 self._output_crops, boxes, refined, image.pixels
             )
         if len(boxes):
-            start = time.perf_counter()
-            final = await infer(f"{self.name}/{c.output_graph}", crops)
-            infer_s += time.perf_counter() - start
+            final = await timed(f"{self.name}/{c.output_graph}", crops)
             found = self._faces(boxes, final, min(c.thresholds[2], params.score_threshold))
         return self.postprocess(found, image, transform, params), infer_s
 

@@ -25,6 +25,12 @@ class EmbedParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def whole_image_face(image: DecodedImage) -> Faces:
+    """One face covering the whole (source) image: a client-side face crop."""
+    box = np.array([[0, 0, image.width, image.height]], np.float32)
+    return Faces(box, np.ones(1, np.float32))
+
+
 def normalise(embeddings: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (the graph already does this; a zero row stays zero)."""
     vectors = np.asarray(embeddings, dtype=np.float32)
@@ -38,10 +44,7 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
 
     @property
     def config(self) -> FaceEmbeddingPost:
-        config = self.package.postprocess
-        if not isinstance(config, FaceEmbeddingPost):
-            raise ValueError(f"{self.name} is not a face embedding model")
-        return config
+        return self.post_config(FaceEmbeddingPost)
 
     @property
     def threshold(self) -> float:
@@ -51,10 +54,11 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
         return EmbedParams.model_validate({k: v for k, v in raw.items() if v is not None})
 
     def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
-        """The whole image as one face: squared around its centre and resized."""
+        """The whole image as one face: squared around its centre (widened by `box_margin`)
+        and resized, exactly as `crops` treats a face without landmarks."""
+        (crop,) = self.crops(image, whole_image_face(image))
         h, w = image.pixels.shape[:2]
-        crop = crop_box(image.pixels, np.array([0, 0, w, h], np.float32), self.input_size, 0.0)
-        side = max(w, h)
+        side = max(w, h) * (1 + self.config.box_margin)
         scale = self.input_size[0] / side
         pad_x, pad_y = round((side - w) / 2 * scale), round((side - h) / 2 * scale)
         return crop, InputTransform(scale, scale, pad_x, pad_y)
@@ -86,8 +90,7 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
             raise ValueError(
                 f"model output has {embedding.shape[1]} values, dim is {self.config.dim}"
             )
-        box = np.array([[0, 0, image.width, image.height]], np.float32)
-        return Faces(box, np.ones(1, np.float32), None, embedding)
+        return whole_image_face(image).with_embeddings(embedding)
 
     def to_json(self, result: Faces) -> dict[str, Any]:
         return {"faces": result.to_json()}

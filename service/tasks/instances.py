@@ -44,10 +44,7 @@ class InstancesModel(TaskModel[DetectParams, Instances]):
 
     @property
     def config(self) -> InstancesPost:
-        config = self.package.postprocess
-        if not isinstance(config, InstancesPost):
-            raise ValueError(f"{self.name} is not an instance segmentation model")
-        return config
+        return self.post_config(InstancesPost)
 
     @property
     def outputs(self) -> tuple[str, ...]:

@@ -35,10 +35,7 @@ class SegmentationModel(TaskModel[SegmentParams, SegmentationMap]):
 
     @property
     def config(self) -> SegmentationPost:
-        config = self.package.postprocess
-        if not isinstance(config, SegmentationPost):
-            raise ValueError(f"{self.name} is not a segmentation model")
-        return config
+        return self.post_config(SegmentationPost)
 
     def parse_params(self, raw: dict[str, Any]) -> SegmentParams:
         return SegmentParams.model_validate({k: v for k, v in raw.items() if v is not None})
