@@ -204,3 +204,11 @@ def test_models_list_the_face_models(faces: Server) -> None:
     models = {m["name"]: m for m in faces.client.get("/v1/models").json()["models"]}
     assert models["faces-detector"]["task"] == "face_detection"
     assert models["faces-embedder"]["task"] == "face_embedding"
+
+
+def test_detect_answers_the_annotated_image(faces: Server) -> None:
+    r = faces.client.post("/faces/detect", files=files(jpeg("astronaut")), data={"format": "png"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.content[:4] == b"\x89PNG"
+    bad = faces.client.post("/faces/detect", files=files(jpeg("astronaut")), data={"format": "gif"})
+    assert bad.status_code == 422
