@@ -69,6 +69,11 @@ def test_enroll_identify_verify_real_people(faces: Server) -> None:
             assert face["matches"][0]["subject"] == subject
             assert face["matches"][0]["similarity"] >= r.json()["threshold"]
             assert {"decode", "infer", "embed", "search", "total"} <= set(r.json()["timing_ms"])
+    # Below the threshold the best match is still listed, but names nobody.
+    strict = identify(faces.client, jpeg("astronaut", quality=40), threshold="0.99999").json()
+    (face,) = strict["faces"]
+    assert face["subject"] is None and face["matches"][0]["subject"] == "eileen"
+    assert face["similarity"] < strict["threshold"] == 0.99999
     nobody = identify(faces.client, jpeg("chelsea")).json()
     assert nobody["faces"] == []
     same = faces.client.post(
