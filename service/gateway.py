@@ -5,6 +5,7 @@ Serve with `vision serve` (or `bentoml serve service.gateway:Vision`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -118,6 +119,9 @@ class Vision:
         except ApiError as exc:
             outcome = "rejected" if exc.status < 500 else "overloaded"
             self.metrics.images.labels(model=model.name, outcome=outcome).inc()
+            raise
+        except asyncio.CancelledError:  # the client went away or its deadline passed
+            self.metrics.images.labels(model=model.name, outcome="cancelled").inc()
             raise
         except Exception:
             self.metrics.images.labels(model=model.name, outcome="error").inc()

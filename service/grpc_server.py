@@ -1,5 +1,6 @@
-"""The gRPC server of a gateway worker: health, reflection and metrics (inference services are
-added here by the gRPC issue).
+"""The gRPC server of a gateway worker: the inference services (the Open Inference Protocol's
+`inference.GRPCInferenceService` and our typed `vision.v1.VisionService`), health, reflection
+and metrics.
 
 Every HTTP worker runs one `grpc.aio` server on the same port (SO_REUSEPORT: the kernel spreads
 connections over the workers), inside the worker's event loop, so gRPC calls reach the same
@@ -13,6 +14,7 @@ body limit.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,12 +26,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from service.errors import ApiError
+from service.grpc_calls import CallGuard
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Modules with `register(server, vision, guard) -> service name`, imported when the server
+# starts (only a serving process loads their generated protobuf modules).
+SERVICERS = ("service.oip.servicer", "service.vision_v1.servicer")
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -87,6 +94,7 @@ class GrpcServer:
         self.health = HealthServicer()
         self.server: grpc.aio.Server | None = None
         self._watch: asyncio.Task[None] | None = None
+        self.services: list[str] = []
 
     def _credentials(self) -> grpc.ServerCredentials | None:
         cert, key = self.settings.grpc_tls_cert, self.settings.grpc_tls_key
@@ -97,7 +105,18 @@ class GrpcServer:
         pair = (Path(key).read_bytes(), Path(cert).read_bytes())
         return grpc.ssl_server_credentials([pair])
 
-    async def start(self, is_ready: Callable[[], Awaitable[bool]]) -> None:
+    def _guard(self, vision: Any) -> CallGuard:
+        reject = getattr(vision, "reject", None)
+
+        def on_reject(error: ApiError) -> None:
+            if reject is not None:
+                reject(error)
+
+        return CallGuard(self.settings.max_concurrency, self.settings.request_timeout_s, on_reject)
+
+    async def start(self, is_ready: Callable[[], Awaitable[bool]], vision: Any = None) -> None:
+        """Serve health and reflection, and the inference services when `vision` (the
+        worker's gateway service) is given."""
         limit = self.settings.max_body_bytes
         options = [
             ("grpc.so_reuseport", 1),
@@ -111,7 +130,14 @@ class GrpcServer:
             )
         server = grpc.aio.server(options=options, interceptors=interceptors)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        names = (HEALTH_SERVICE, reflection.SERVICE_NAME)
+        if vision is not None:
+            guard = self._guard(vision)
+            for module in SERVICERS:
+                register = importlib.import_module(module).register
+                self.services.append(register(server, vision, guard))
+        names = (HEALTH_SERVICE, *self.services, reflection.SERVICE_NAME)
+        for name in self.services:
+            await self.health.set(name, NOT_SERVING)
         reflection.enable_server_reflection(names, server)
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         credentials = self._credentials()
@@ -128,8 +154,8 @@ class GrpcServer:
     async def _serve_when_ready(self, is_ready: Callable[[], Awaitable[bool]]) -> None:
         while not await is_ready():
             await asyncio.sleep(0.5)
-        await self.health.set("", SERVING)
-        await self.health.set(HEALTH_SERVICE, SERVING)
+        for name in ("", HEALTH_SERVICE, *self.services):
+            await self.health.set(name, SERVING)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Report NOT_SERVING, let calls in flight finish (up to `grace_s`), then close."""

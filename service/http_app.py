@@ -225,7 +225,7 @@ async def grpc_lifespan(app: FastAPI) -> AsyncIterator[None]:
     server = None
     if service is not None and settings.grpc_port:
         server = GrpcServer(settings, getattr(service, "metrics", None))
-        await server.start(service.__is_ready__)
+        await server.start(service.__is_ready__, service)
     try:
         yield
     finally:
@@ -313,6 +313,10 @@ def create_app() -> FastAPI:
     from service.faces.routes import register_face_routes
 
     register_face_routes(app)
+
+    from service.oip.rest import register_oip_routes
+
+    register_oip_routes(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> RedirectResponse:

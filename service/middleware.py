@@ -16,7 +16,7 @@ from service.errors import ApiError, Overloaded, PayloadTooLarge, RequestTimeout
 Scope = dict[str, Any]
 Receive = Any
 Send = Any
-EXEMPT_PATHS = ("/livez", "/readyz", "/healthz", "/metrics")
+EXEMPT_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/v2/health")
 OnReject = Callable[[ApiError], None]
 
 

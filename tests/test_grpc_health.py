@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +71,37 @@ def test_the_grpc_port_closes_with_the_server(tmp_path: Path) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         health(port)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tls_when_configured(tmp_path: Path) -> None:
+    """With a certificate and key the port speaks TLS only: a client trusting the certificate
+    is served, a plaintext client is not."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj"]
+    names = ["/CN=localhost", "-addext", "subjectAltName=DNS:localhost"]
+    subprocess.run(
+        [openssl, *request, *names, "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    env = {
+        "VISION_MODELS": "fashion-classifier",
+        "VISION_GRPC_TLS_CERT": str(cert),
+        "VISION_GRPC_TLS_KEY": str(key),
+    }
+    server = start_server(tmp_path / "server", env)
+    try:
+        port = server.proc.grpc_port
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        with pytest.raises(grpc.RpcError) as caught:
+            health(port)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        stop_server(server)

@@ -175,4 +175,4 @@ def register_face_routes(app: FastAPI) -> None:
 
     @app.get("/faces/gallery", response_model=GalleryStatus, responses=errors, tags=["faces"])
     async def gallery_status(_: None = Depends(require_read_key)) -> Any:
-        return _faces().status()
+        return await _faces().status()

@@ -247,8 +247,11 @@ class FaceService:
         if not await _store_call(self.gallery.delete_face, face_id):
             raise NotFound(f"no face {face_id!r}")
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
+        """Counts after pulling the change feed (as every read), so a write acknowledged by
+        another worker or replica is counted."""
         gallery = self.gallery
+        await _store_call(gallery.sync)
         faces, subjects = gallery.counts()
         model = gallery.model
         return {
