@@ -55,7 +55,8 @@ format: $(VENV)/.all
 	$(VENV)/bin/ruff format service training tests load_tests
 
 # The classifier (POST /classify), then the detector (POST /detect, a generated test scene;
-# plot docs/bench_detect.png), then NMS; each appends its section to docs/BENCHMARKS.md.
+# plot docs/bench_detect.png), then NMS, ..., the gallery and the protocols (REST vs gRPC typed vs
+# gRPC OIP, plot docs/bench_protocols.png); each appends its section to docs/BENCHMARKS.md.
 bench: $(VENV)/.all
 	$(VENV)/bin/vision bench
 	$(VENV)/bin/vision bench --model scenes-detector --concurrency 1,8,32 --modes on,off,local
@@ -66,6 +67,7 @@ bench: $(VENV)/.all
 	$(PY) -m service.bench_masks
 	$(PY) -m service.bench_seg_output
 	OPENBLAS_NUM_THREADS=1 $(PY) -m service.bench_gallery
+	$(PY) -m service.bench_protocols
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).
 TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
@@ -136,12 +138,12 @@ $(DETECTOR_CHECKPOINT):
 train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
 	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_CPU_ARGS)
 
-# The Open Inference Protocol modules (service/oip/oip_pb2*.py, committed) from our proto;
-# grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/test_oip_proto.py fails when
-# they are stale.
+# The gRPC modules (service/oip/oip_pb2*.py, service/vision_v1/vision_pb2*.py, committed) from
+# our protos; grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/test_oip_proto.py
+# and tests/test_grpc_protos.py fail when they are stale.
+PROTOS = service/oip/oip.proto service/vision_v1/vision.proto
 protos: $(VENV)/.all
-	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. \
-		service/oip/oip.proto
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build
