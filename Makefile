@@ -9,7 +9,7 @@ export BENTOML_DO_NOT_TRACK := true
 PORT ?= 3000
 
 .PHONY: serve test bench lint format train-classifier train-detector export-detector train-instances train-segmenter train-segmenter-cpu \
-	data-scenes import-models build clean protos
+	data-scenes import-models build clean protos image loadtest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -144,6 +144,20 @@ train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
 PROTOS = service/oip/oip.proto service/vision_v1/vision.proto
 protos: $(VENV)/.all
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+
+# The serving image (Dockerfile): docker when its engine answers, else buildah (root, vfs
+# storage, chroot isolation, host network, docker format so HEALTHCHECK is kept). CPU variant:
+# make image IMAGE_ARGS="--build-arg BASE=debian:bookworm-slim --build-arg ORT_EXTRA=cpu".
+IMAGE ?= vision:latest
+IMAGE_ARGS ?=
+BUILDAH ?= buildah --storage-driver vfs
+image:
+	@if docker info >/dev/null 2>&1; then \
+		docker build -t $(IMAGE) $(IMAGE_ARGS) . ; \
+	else \
+		$(BUILDAH) bud --format docker --isolation chroot --network host --layers=false \
+			-t $(IMAGE) $(IMAGE_ARGS) . ; \
+	fi
 
 build: $(VENV)/.all import-models
 	$(VENV)/bin/bentoml build
