@@ -145,6 +145,14 @@ PROTOS = service/oip/oip.proto service/vision_v1/vision.proto
 protos: $(VENV)/.all
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
+# Locust against the bundled models (a local server is started) or HOST=http://host:3000
+# (gRPC users on its port 50051, or LOADTEST_ARGS="--grpc-host host:port"); writes the CSVs,
+# Locust's HTML report, a PNG and a summary to docs/loadtest/ and appends the summary to
+# docs/BENCHMARKS.md. LOADTEST_ARGS="--overload": far past capacity, checks the shedding.
+LOADTEST_ARGS ?=
+loadtest: $(VENV)/.all
+	$(PY) -m load_tests.run $(if $(HOST),--host $(HOST)) $(LOADTEST_ARGS)
+
 # The serving image (Dockerfile): docker when its engine answers, else buildah (root, vfs
 # storage, chroot isolation, host network, docker format so HEALTHCHECK is kept). CPU variant:
 # make image IMAGE_ARGS="--build-arg BASE=debian:bookworm-slim --build-arg ORT_EXTRA=cpu".
