@@ -13,6 +13,7 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 
+from service.admission import SheddingBackend
 from service.backends import Backend, LocalBackend, RunnerBackend, Runtime
 from service.errors import ApiError, NotFound
 from service.faces.setup import build_face_service
@@ -24,7 +25,7 @@ from service.middleware import (
     TimeoutMiddleware,
 )
 from service.model_store import load
-from service.pipeline import Inference, run
+from service.pipeline import Admit, Inference, run
 from service.render import encode_image
 from service.runner import MODEL_TAGS, ModelRunner, api_name
 from service.settings import get_settings
@@ -64,7 +65,13 @@ class Vision:
             if self.settings.execution == "runner"
             else LocalBackend(stored, self.settings)
         )
-        self.faces = build_face_service(self.models, self.backend, self.metrics, self.settings)
+        self.admit: Admit | None = None
+        if self.settings.fast_shed:
+            shedding = SheddingBackend(self.backend, self.settings.max_latency_ms / 1000)
+            self.backend, self.admit = shedding, shedding.check
+        self.faces = build_face_service(
+            self.models, self.backend, self.metrics, self.settings, self.admit
+        )
 
     async def _describe_backend(self) -> Runtime:
         if self.runtime is None:
@@ -115,6 +122,7 @@ class Vision:
                 metrics=self.metrics,
                 max_pixels=self.settings.max_pixels,
                 full_resolution=full_resolution,
+                admit=self.admit,
             )
         except ApiError as exc:
             outcome = "rejected" if exc.status < 500 else "overloaded"

@@ -8,6 +8,7 @@ the response and recorded in Prometheus.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ from service.metrics import Metrics
 from service.preprocess import InputTransform
 from service.tasks.base import Infer, TaskModel
 
-__all__ = ["Infer", "Inference", "Prepared", "prepare", "run"]
+__all__ = ["Admit", "Infer", "Inference", "Prepared", "prepare", "run"]
+Admit = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,13 @@ async def run(
     metrics: Metrics | None,
     max_pixels: int,
     full_resolution: bool = False,
+    admit: Admit | None = None,
 ) -> Inference:
-    """Run one image through `model`; returns the response, the typed result and the image."""
+    """Run one image through `model`; returns the response, the typed result and the image.
+    `admit(model name)` may refuse the request (overloaded) before any work is done."""
     params = model.parse_params(raw_params)
+    if admit is not None:
+        admit(model.name)
     start = time.perf_counter()
     prepared = await anyio.to_thread.run_sync(prepare, model, data, max_pixels, full_resolution)
     t_forward = time.perf_counter()

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     max_latency_ms: int = Field(default=1000, ge=1)
     # Cap on how long a lone request waits for a batch to form (see service/batching.py).
     max_batch_wait_ms: float = Field(default=2.0, ge=0)
+    # Refuse at once (503 overloaded) a request whose predicted wait for its model passes
+    # max_latency_ms, instead of letting it queue until the batcher gives up (service/admission.py).
+    fast_shed: bool = True
 
     # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -19,7 +19,7 @@ from service.errors import NoFace, NotFound
 from service.faces_result import Faces
 from service.imaging import DecodedImage, decode_image
 from service.metrics import Metrics
-from service.pipeline import Infer, run
+from service.pipeline import Admit, Infer, run
 from service.tasks.base import TaskModel
 from service.tasks.face_embedding import FaceEmbeddingModel, normalise, whole_image_face
 
@@ -59,7 +59,9 @@ class FacePipeline:
         infer: Infer,
         metrics: Metrics | None,
         max_pixels: int,
+        admit: Admit | None = None,
     ) -> None:
+        self.admit = admit
         self.detector = detector
         self.embedder = embedder
         self.infer = infer
@@ -76,6 +78,7 @@ class FacePipeline:
             metrics=self.metrics,
             max_pixels=self.max_pixels,
             full_resolution=True,
+            admit=self.admit,
         )
         return FaceAnalysis(inference.result, inference.image, inference.body["timing_ms"])
 
@@ -93,6 +96,8 @@ class FacePipeline:
         self, data: bytes, params: dict[str, Any], *, detect_faces: bool = True
     ) -> FaceAnalysis:
         """Detect (or take the whole image), then embed every face."""
+        if self.admit is not None:  # refuse before decoding when the embedder is saturated
+            self.admit(self.embedder_model().name)
         analysis = await (self.detect(data, params) if detect_faces else self.whole_image(data))
         return await self.embed(analysis)
 

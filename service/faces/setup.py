@@ -14,6 +14,7 @@ from service.faces.pipeline import FacePipeline
 from service.faces.service import FaceService
 from service.gallery.records import EmbeddingModel, ModelMismatch
 from service.metrics import Metrics
+from service.pipeline import Admit
 from service.settings import Settings
 from service.tasks.base import TaskModel
 from service.tasks.face_embedding import FaceEmbeddingModel
@@ -66,7 +67,11 @@ def follow(gallery: FaceGallery, metrics: Metrics | None, interval_s: float) -> 
 
 
 def build_face_service(
-    models: dict[str, TaskModel], backend: Backend, metrics: Metrics | None, settings: Settings
+    models: dict[str, TaskModel],
+    backend: Backend,
+    metrics: Metrics | None,
+    settings: Settings,
+    admit: Admit | None = None,
 ) -> FaceService | None:
     detector = _pick(models, "face_detection", settings.face_detector)
     embedder = _pick(models, "face_embedding", settings.face_embedder)
@@ -74,7 +79,9 @@ def build_face_service(
         return None
     if embedder is not None and not isinstance(embedder, FaceEmbeddingModel):
         raise TypeError(f"{embedder.name} is not a FaceEmbeddingModel")
-    pipeline = FacePipeline(detector, embedder, backend.infer, metrics, settings.max_pixels)
+    pipeline = FacePipeline(
+        detector, embedder, backend.infer, metrics, settings.max_pixels, admit=admit
+    )
     gallery = None
     if embedder is not None:
         try:
