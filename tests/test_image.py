@@ -10,6 +10,7 @@ the gRPC health service answer, and the service runs as the image's non-root use
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,13 +130,43 @@ def container(
             raise AssertionError("not ready in 180 s:\n" + log.read_text()[-3000:])
         yield url, http_port, grpc_port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_tree(process)
         subprocess.run([*BUILDAH, "rm", name], capture_output=True)
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (from /proc), parents before children."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for child in children.get(pid, []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop_tree(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the container's processes themselves, then buildah: signalling only buildah
+    left the server's workers running as orphans."""
+    tree = descendants(process.pid)
+    for pid in [*tree, process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in tree):
+        time.sleep(0.5)
+    for pid in [*tree, process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
 
 
 def test_the_image_serves_http_and_grpc(container: tuple[str, int, int]) -> None:
