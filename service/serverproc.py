@@ -8,6 +8,7 @@ group, and `start_server` returns once `/readyz` answers 200. Used by the servic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -71,17 +72,29 @@ class ServerProcess:
             return ""
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM the process group, then SIGKILL it if it has not exited within `timeout`."""
+        """SIGTERM the process group, then SIGKILL every process of the server if it has not
+        exited within `timeout`."""
         if self.process.poll() is not None:
             return
         try:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            self.kill()
         except ProcessLookupError:
             self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL every process of the server at once (a crash): the process group and every
+        descendant, since BentoML starts some workers outside the group (a group kill alone
+        left the runner's worker running)."""
+        tree = descendants(self.process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -93,6 +106,23 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (read from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def server_env(home: Path, overrides: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import threading
 import time
 from pathlib import Path
@@ -57,8 +55,7 @@ def test_acknowledged_enrolments_survive_kill_9(tmp_path: Path) -> None:
     target = random.Random().randint(8, 20)
     while len(acknowledged) < target and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.killpg(server.process.pid, signal.SIGKILL)  # every process of the server, mid-burst
-    server.process.wait()
+    server.proc.kill()  # SIGKILL to every process of the server, mid-burst
     stop.set()
     for t in threads:
         t.join()

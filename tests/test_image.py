@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.serverproc import descendants
 from tests.conftest import ROOT, encode, free_port
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
@@ -132,24 +133,6 @@ def container(
     finally:
         stop_tree(process)
         subprocess.run([*BUILDAH, "rm", name], capture_output=True)
-
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (from /proc), parents before children."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        for child in children.get(pid, []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def stop_tree(process: subprocess.Popen[bytes]) -> None:
