@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(default=2.0, ge=0)
     # Refuse at once (503 overloaded) a request whose predicted wait for its model passes
     # max_latency_ms, instead of letting it queue until the batcher gives up (service/admission.py).
-    fast_shed: bool = True
+    # Off by default: early in a burst the prediction can run high and refuse requests the
+    # batcher would still have served in time (24 concurrent requests on a CPU model, once).
+    fast_shed: bool = False
 
     # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
