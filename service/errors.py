@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """pydantic / FastAPI validation errors as one line: `field: message; ...`."""
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
 
 
 class ApiError(Exception):

@@ -21,7 +21,14 @@ from typing import TypeVar
 import grpc
 from pydantic import ValidationError
 
-from service.errors import ApiError, InvalidParameter, Overloaded, RequestTimeout
+from service.auth import check_api_key
+from service.errors import (
+    ApiError,
+    InvalidParameter,
+    Overloaded,
+    RequestTimeout,
+    describe_errors,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,20 +55,12 @@ def status_of(error: ApiError) -> grpc.StatusCode:
     return STATUS_BY_ERROR.get(error.code, grpc.StatusCode.INTERNAL)
 
 
-def describe_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid parameters"
-
-
 def as_api_error(exc: Exception) -> ApiError | None:
     """The API error an exception stands for (None: an internal error)."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ValidationError):
-        return InvalidParameter(describe_validation(exc))
+        return InvalidParameter(describe_errors(exc.errors()))
     return None
 
 
@@ -139,8 +138,6 @@ class CallGuard:
 
 def check_key(configured: str, context: grpc.aio.ServicerContext) -> None:
     """`authorization: Bearer <key>` metadata, as the REST header (raises Unauthorized)."""
-    from service.auth import check_api_key
-
     check_api_key(configured, metadata_value(context, "authorization"))
 
 

@@ -26,7 +26,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from service.errors import ApiError
 from service.grpc_calls import CallGuard
 from service.settings import Settings
 
@@ -105,15 +104,6 @@ class GrpcServer:
         pair = (Path(key).read_bytes(), Path(cert).read_bytes())
         return grpc.ssl_server_credentials([pair])
 
-    def _guard(self, vision: Any) -> CallGuard:
-        reject = getattr(vision, "reject", None)
-
-        def on_reject(error: ApiError) -> None:
-            if reject is not None:
-                reject(error)
-
-        return CallGuard(self.settings.max_concurrency, self.settings.request_timeout_s, on_reject)
-
     async def start(self, is_ready: Callable[[], Awaitable[bool]], vision: Any = None) -> None:
         """Serve health and reflection, and the inference services when `vision` (the
         worker's gateway service) is given."""
@@ -131,7 +121,9 @@ class GrpcServer:
         server = grpc.aio.server(options=options, interceptors=interceptors)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if vision is not None:
-            guard = self._guard(vision)
+            settings = self.settings
+            reject = getattr(vision, "reject", None)  # counts refusals in the gateway's metrics
+            guard = CallGuard(settings.max_concurrency, settings.request_timeout_s, reject)
             for module in SERVICERS:
                 register = importlib.import_module(module).register
                 self.services.append(register(server, vision, guard))

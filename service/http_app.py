@@ -26,6 +26,7 @@ from service.errors import (
     MethodNotAllowed,
     NotFound,
     UnsupportedMediaType,
+    describe_errors,
 )
 from service.schemas import (
     ERROR_RESPONSES,
@@ -74,14 +75,6 @@ def _error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-def _describe(errors: list[Any]) -> str:
-    parts = []
-    for err in errors:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query"))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
-
-
 def _is_multipart(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("multipart/form-data")
 
@@ -96,7 +89,7 @@ def _classify_error(request: Request, errors: list[Any]) -> ApiError:
     image_errors = [e for e in errors if "image" in [str(p) for p in e.get("loc", ())]]
     if image_errors:
         return InvalidImage("send the image as a file in the multipart field 'image'")
-    return InvalidParameter(_describe(errors))
+    return InvalidParameter(describe_errors(errors))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -112,7 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ValidationError)
     async def params_error(request: Request, exc: ValidationError) -> JSONResponse:
-        return record(InvalidParameter(_describe([dict(e) for e in exc.errors()])))
+        return record(InvalidParameter(describe_errors([dict(e) for e in exc.errors()])))
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,6 +11,7 @@ the request with its error and cancels the others.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -62,6 +63,7 @@ TASK_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+@functools.cache
 def server_version() -> str:
     try:
         return package_version("vision-inference")
