@@ -21,6 +21,9 @@ Environment:
 - VISION_API_KEY: the key sent with enrolments (and the clean-up deletes) when set.
 - LOADTEST_WAIT_MIN / LOADTEST_WAIT_MAX: think time between a user's requests in seconds
   (default 0.1 / 1.0); LOADTEST_SIZES: image sizes (default 320,640,1280).
+- LOADTEST_RETRY_AFTER: `honour` (default): a user answered `overloaded` waits at least its
+  Retry-After before its next request, as a well-behaved client does; `ignore`: it goes on at
+  once (constant pressure, for overload runs).
 - LOADTEST_CLEANUP=0 keeps the enrolled `loadtest-*` subjects (default: deleted at the end).
 - LOADTEST_TALLY_FILE: where to write the JSON tally (status codes, Retry-After, p99 of
   admitted requests) when the test stops.
@@ -75,9 +78,31 @@ _enrolled_subjects: set[str] = set()
 
 
 def _wait_time() -> Callable[..., float]:
+    """Think time, or the rest of the user's Retry-After back-off when that is longer."""
     low = float(os.environ.get("LOADTEST_WAIT_MIN", "0.1"))
     high = float(os.environ.get("LOADTEST_WAIT_MAX", "1.0"))
-    return constant(low) if high <= low else between(low, high)
+    think = constant(low) if high <= low else between(low, high)
+
+    def wait(user: Any) -> float:
+        backoff = getattr(user, "retry_at", 0.0) - time.monotonic()
+        return max(float(think(user)), backoff)
+
+    return wait
+
+
+HONOUR_RETRY_AFTER = os.environ.get("LOADTEST_RETRY_AFTER", "honour") != "ignore"
+
+
+def _back_off(user: Any, retry_after: str | None) -> None:
+    """After an `overloaded` answer: the user's next request waits Retry-After seconds."""
+    if not HONOUR_RETRY_AFTER or retry_after is None:
+        return
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return
+    user.retry_at = time.monotonic() + seconds
+    TALLY.record_backoff(seconds)
 
 
 def _image() -> Sample:
@@ -193,6 +218,7 @@ class VisionRestUser(HttpUser):
                 return
             if status == 503 and reason.startswith("overloaded"):
                 response.request_meta["name"] = f"{endpoint} [503 overloaded]"
+                _back_off(self, response.headers.get("Retry-After"))
             response.failure(reason)
 
     @staticmethod
@@ -352,6 +378,7 @@ class VisionGrpcUser(User):
                 retry_after = trailers.get("retry-after")
                 retry_after = None if retry_after is None else str(retry_after)
                 exception = CheckFailed(_overload_reason(retry_after, ms))
+                _back_off(self, retry_after)
             elif code == grpc.StatusCode.UNAUTHENTICATED and method == "EnrollFace" and not API_KEY:
                 _disable_enrolment("the target needs an API key; set VISION_API_KEY")
                 exception = CheckFailed("UNAUTHENTICATED (VISION_API_KEY not set)")

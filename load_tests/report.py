@@ -219,6 +219,13 @@ def summary_markdown(
     if overloaded:
         retry_values = ", ".join(f"{k} s" for k in sorted(tally.get("retry_after_values", {})))
         overload_line += f" ({retry_values}); answered in {lat(tally['overloaded_latency'])}"
+        backoffs = int(tally.get("backoffs", 0))
+        overload_line += (
+            f"; users backed off {backoffs} times for the Retry-After "
+            f"({float(tally.get('backoff_s', 0.0)):.0f} s in all)"
+            if backoffs
+            else "; users did not back off (LOADTEST_RETRY_AFTER=ignore)"
+        )
     lines = [
         f"- machine: {cpu_name()}, {os.cpu_count()} cores, {platform.platform()}",
         f"- target: {target}",

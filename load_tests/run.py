@@ -51,11 +51,33 @@ HEADING = "## Load test (Locust)"
 READY_TIMEOUT_S = 90.0  # per start attempt (about 15 s on 2 idle cores)
 USER_CLASSES = {"rest": "VisionRestUser", "grpc": "VisionGrpcUser"}
 
-# Defaults per mode: duration s, max users, users per step, seconds per step, think time s.
+# Defaults per mode: duration s, max users, users per step, seconds per step, think time s,
+# whether users wait out a Retry-After.
 MODES: dict[str, dict[str, Any]] = {
-    "loadtest": {"duration": 60, "users": 20, "step_users": 4, "step_seconds": 10, "wait": "0.1,1"},
-    "smoke": {"duration": 20, "users": 4, "step_users": 2, "step_seconds": 5, "wait": "0.1,1"},
-    "overload": {"duration": 45, "users": 48, "step_users": 16, "step_seconds": 5, "wait": "0,0"},
+    "loadtest": {
+        "duration": 60,
+        "users": 20,
+        "step_users": 4,
+        "step_seconds": 10,
+        "wait": "0.1,1",
+        "retry_after": "honour",
+    },
+    "smoke": {
+        "duration": 20,
+        "users": 4,
+        "step_users": 2,
+        "step_seconds": 5,
+        "wait": "0.1,1",
+        "retry_after": "honour",
+    },
+    "overload": {
+        "duration": 45,
+        "users": 48,
+        "step_users": 16,
+        "step_seconds": 5,
+        "wait": "0,0",
+        "retry_after": "ignore",
+    },
 }
 
 
@@ -83,6 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--wait",
         help="think time between a user's requests, MIN,MAX seconds (default 0.1,1; overload 0,0)",
+    )
+    p.add_argument(
+        "--retry-after",
+        choices=("honour", "ignore"),
+        help="honour: a user answered `overloaded` waits its Retry-After before its next request "
+        "(default); ignore: it goes on at once (the default with --overload: constant pressure)",
     )
     p.add_argument(
         "--protocols", default="rest,grpc", help="user classes: rest, grpc or rest,grpc (default)"
@@ -231,7 +259,8 @@ def load_line(args: argparse.Namespace) -> str:
     )
     mix = "classify 20 : detect 12 : identify 10 : segment 6 : instances 6 : enroll 1"
     ratio = " (users 3:1)" if len(args.protocol_list) == 2 else ""
-    return f"{shape}; {protocols}{ratio}; {think}; task weights {mix}"
+    retry = "Retry-After honoured" if args.retry_after == "honour" else "Retry-After ignored"
+    return f"{shape}; {protocols}{ratio}; {think}; {retry}; task weights {mix}"
 
 
 def overload_checks(
@@ -286,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "LOADTEST_SPAWN_RATE": str(args.spawn_rate),
         "LOADTEST_WAIT_MIN": str(args.wait_min),
         "LOADTEST_WAIT_MAX": str(args.wait_max),
+        "LOADTEST_RETRY_AFTER": args.retry_after,
         "LOADTEST_TALLY_FILE": str(prefix.with_name(prefix.name + "_tally.json")),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }

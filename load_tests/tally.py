@@ -34,6 +34,8 @@ class Tally:
     overloaded_without_retry_after: int = 0
     overloaded_ms: list[float] = field(default_factory=list)
     retry_after_values: Counter[str] = field(default_factory=Counter)
+    backoffs: int = 0  # users that waited out a Retry-After (LOADTEST_RETRY_AFTER=honour)
+    backoff_s: float = 0.0
     served_tasks: list[str] = field(default_factory=list)
     skipped_endpoints: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -55,6 +57,11 @@ class Tally:
             else:
                 self.retry_after_values[retry_after] += 1
 
+    def record_backoff(self, seconds: float) -> None:
+        with self.lock:
+            self.backoffs += 1
+            self.backoff_s += seconds
+
     def note(self, text: str) -> None:
         with self.lock:
             if text not in self.notes:
@@ -69,6 +76,8 @@ class Tally:
                 "overloaded": self.overloaded,
                 "overloaded_without_retry_after": self.overloaded_without_retry_after,
                 "retry_after_values": dict(self.retry_after_values),
+                "backoffs": self.backoffs,
+                "backoff_s": round(self.backoff_s, 1),
                 "overloaded_latency": percentiles(self.overloaded_ms),
                 "admitted": {
                     "all": percentiles(all_ms),

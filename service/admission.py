@@ -2,13 +2,20 @@
 
 Past capacity, BentoML's batcher keeps a request queued until it sees that the latency budget
 (`VISION_MAX_LATENCY_MS`) cannot be met, and only then answers 503: measured with Locust on
-the 2-core machine, those 503s took 1.6 s. Here every worker predicts a new request's wait
+the 2-core machine, those 503s took 0.4-1.6 s. Here every worker predicts a new request's wait
 from its own calls of that model with Little's law: wait = (calls in flight + 1) / completion
 rate, the rate measured over the current busy period (at most the last `window_s`). When the
 prediction passes the budget the request is refused at once with `overloaded` 503 and
-Retry-After, so admitted requests keep their latency bound and refused ones learn it in
-microseconds. With fewer than `min_in_flight` calls in flight, or before any call of the busy
-period has finished, everything is admitted (nothing to predict from yet).
+Retry-After, so admitted requests keep their latency bound and refused ones learn it at once.
+
+The prediction alone runs high early in a burst (the rate is measured on the small batches
+that started it, and a batcher's throughput grows with its queue), and once refused a burst
+that the batcher served in time. So it only acts on a model that is known to be past capacity:
+a gate is *armed* by ground truth, the backend itself refusing a call (the batcher's 503) or a
+call taking more than `arm_factor` x the budget, and *disarmed* when the predicted wait falls
+under `release` x the budget or the model's queue drains (the load has receded). Unarmed, or with
+fewer than `min_in_flight` calls in flight, or before any call of the busy period has finished,
+everything is admitted and the batcher's own rule decides.
 
 `check(model)` asks the same question before the pipeline starts, so a refused request costs
 no decoding; the check at the call itself still guards the later stages of a cascade.
@@ -38,15 +45,20 @@ class Admission:
         budget_s: float,
         window_s: float = 2.0,
         min_in_flight: int = 2,
+        arm_factor: float = 2.0,
+        release: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.budget_s = budget_s
         self.window_s = window_s
         self.min_in_flight = min_in_flight
+        self.arm_factor = arm_factor
+        self.release = release
         self.clock = clock
         self.in_flight = 0
         self.busy_since = 0.0
         self.done: deque[float] = deque()
+        self.armed = False
 
     def rate(self, now: float) -> float:
         """Completions per second over the busy period (at most the last `window_s`)."""
@@ -60,19 +72,36 @@ class Admission:
         return (self.in_flight + 1) / rate if rate > 0 else 0.0
 
     def admit(self) -> bool:
-        if self.in_flight < self.min_in_flight:
+        if not self.armed or self.in_flight < self.min_in_flight:
             return True
-        return self.predicted_wait() <= self.budget_s
+        wait = self.predicted_wait()
+        if wait == 0.0:  # no completion in this busy period yet: nothing to predict from
+            return True
+        if wait < self.release * self.budget_s:
+            self.armed = False  # the load has receded
+            return True
+        return wait <= self.budget_s
 
-    def started(self) -> None:
-        if self.in_flight == 0:
-            self.busy_since = self.clock()
+    def started(self) -> float:
+        """Count a call in; returns its start time for `finished`."""
+        now = self.clock()
+        if self.in_flight == 0:  # a new busy period: the queue had drained
+            self.busy_since = now
             self.done.clear()
+            self.armed = False
         self.in_flight += 1
+        return now
 
-    def finished(self) -> None:
+    def finished(self, started_at: float | None = None, refused: bool = False) -> None:
+        """Count a call out; `refused` when the backend refused it (past capacity: it arms the
+        gate, and is not a completion of the rate)."""
+        now = self.clock()
         self.in_flight -= 1
-        self.done.append(self.clock())
+        if not refused:
+            self.done.append(now)
+        slow = started_at is not None and now - started_at > self.arm_factor * self.budget_s
+        if refused or slow:
+            self.armed = True
 
 
 class SheddingBackend:
@@ -92,11 +121,15 @@ class SheddingBackend:
             admission = self.models[name] = Admission(self.budget_s, clock=self.clock)
         if not admission.admit():
             raise self._overloaded(name, admission)
-        admission.started()
+        started_at = admission.started()
+        refused = False
         try:
             return await self.backend.infer(name, batch)
+        except Overloaded:
+            refused = True
+            raise
         finally:
-            admission.finished()
+            admission.finished(started_at, refused)
 
     def check(self, model: str) -> None:
         """Refuse a request for `model` before any work is spent on it (decoding included)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -19,10 +20,36 @@ def cmd_import_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why `port` cannot be listened on at `host` (None when it can). A listener of another
+    process with SO_REUSEPORT counts as in use: our gRPC server would silently share it."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no obstacle
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = get_settings()
-    cmd_import_models(argparse.Namespace(model_store=str(settings.model_store)))
     port = str(args.port or settings.http_port)
+    # Refuse at once: with a port taken, every worker fails its startup and BentoML restarts it
+    # forever, so the service would never be ready and say so only in its log.
+    ports = [("HTTP", int(port), "--port or VISION_HTTP_PORT")]
+    if settings.grpc_port:
+        ports.append(("gRPC", settings.grpc_port, "VISION_GRPC_PORT (0 turns gRPC off)"))
+    for kind, number, knob in ports:
+        reason = port_in_use(settings.host, number)
+        if reason is not None:
+            print(
+                f"vision serve: the {kind} port {settings.host}:{number} cannot be used "
+                f"({reason}); stop what holds it or choose another with {knob}",
+                file=sys.stderr,
+            )
+            return 2
+    cmd_import_models(argparse.Namespace(model_store=str(settings.model_store)))
     os.environ["VISION_HTTP_PORT"] = port
     for key, value in PROCESS_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -27,6 +27,7 @@ from service.settings import PROCESS_ENV_DEFAULTS
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_STORE = ROOT / "model_store"
 SERVICE = "service.gateway:Vision"
+STARTUP_FAILED = "Application startup failed"  # uvicorn's line when a worker's lifespan raises
 
 
 def free_port() -> int:
@@ -179,6 +180,9 @@ def start_server(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{server.log_tail()}")
+        if STARTUP_FAILED in server.log_tail():  # BentoML would restart the worker forever
+            server.stop()
+            raise RuntimeError(f"a server worker failed to start:\n{server.log_tail()}")
         if http_status(f"{server.url}/readyz") == 200:
             return server
         time.sleep(0.5)

@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     # Cap on how long a lone request waits for a batch to form (see service/batching.py).
     max_batch_wait_ms: float = Field(default=2.0, ge=0)
     # Refuse at once (503 overloaded) a request whose predicted wait for its model passes
-    # max_latency_ms, instead of letting it queue until the batcher gives up (service/admission.py).
-    # Off by default: early in a burst the prediction can run high and refuse requests the
-    # batcher would still have served in time (24 concurrent requests on a CPU model, once).
-    fast_shed: bool = False
+    # max_latency_ms, instead of letting it queue until the batcher gives up. It acts only on a
+    # model known to be past capacity (the batcher refused a call, or one took twice the budget)
+    # until its load recedes (service/admission.py).
+    fast_shed: bool = True
 
     # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -171,6 +171,41 @@ def test_locustfile_shape_opt_in(mode: str) -> None:
         assert last == "[(2, 4.0), (2, 4.0), (4, 4.0), (5, 4.0), (5, 4.0), None]"
 
 
+BACKOFF_PROBE = """
+import runpy, types
+ns = runpy.run_path("load_tests/locustfile.py")
+user = types.SimpleNamespace()
+wait = ns["VisionRestUser"].wait_time
+before = wait(user)
+ns["_back_off"](user, "3")
+after = wait(user)
+ns["_back_off"](user, "soon")  # not a number: ignored
+print(before, after, ns["TALLY"].summary()["backoffs"])
+"""
+
+
+@pytest.mark.parametrize("policy", ["honour", "ignore"])
+def test_users_wait_out_retry_after(policy: str) -> None:
+    """After an `overloaded` answer a user's next request waits its Retry-After (honour, the
+    default), or only its think time (ignore, constant pressure for overload runs)."""
+    env = {
+        **os.environ,
+        "LOADTEST_WAIT_MIN": "0.1",
+        "LOADTEST_WAIT_MAX": "0.2",
+        "LOADTEST_RETRY_AFTER": policy,
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", BACKOFF_PROBE], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    before, after, backoffs = run.stdout.strip().splitlines()[-1].split()
+    assert 0.1 <= float(before) <= 0.2
+    if policy == "honour":
+        assert 2.9 <= float(after) <= 3.0 and backoffs == "1"
+    else:
+        assert 0.1 <= float(after) <= 0.2 and backoffs == "0"
+
+
 @pytest.mark.slow
 def test_smoke_run(tmp_path: Path) -> None:
     """About 20 s of REST and gRPC load on a local service: zero failures, every output."""
