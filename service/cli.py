@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for key, value in PROCESS_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
     argv = ["bentoml", "serve", "service.gateway:Vision", "--port", port, "--host", settings.host]
+    argv += ["--timeout-keep-alive", str(settings.http_keep_alive_s)]
     if args.reload:
         argv.append("--reload")
     print("starting:", " ".join(argv), flush=True)

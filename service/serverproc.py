@@ -1,9 +1,10 @@
-"""Start and stop a real `bentoml serve service.gateway:Vision` subprocess.
+"""Start and stop a real `vision serve` subprocess.
 
-The closest thing to production on one machine: the bundled model packages are imported into a
-private BentoML home, then `python -m bentoml serve` runs on a free port in its own process
-group, and `start_server` returns once `/readyz` answers 200. Used by the service tests and by
-`vision bench`. Standard library only (urllib), so it works from the serving install.
+The closest thing to production on one machine: `vision serve` (what `make serve` and the
+container run) imports the bundled model packages into a private BentoML home and execs
+`bentoml serve` on a free port, in its own process group; `start_server` returns once
+`/readyz` answers 200. Used by the service tests and by `vision bench`. Standard library only
+(urllib), so it works from the serving install.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from service.settings import PROCESS_ENV_DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_STORE = ROOT / "model_store"
-SERVICE = "service.gateway:Vision"
 STARTUP_FAILED = "Application startup failed"  # uvicorn's line when a worker's lifespan raises
 
 
@@ -156,18 +156,9 @@ def start_server(
     env = server_env(home, {"VISION_GRPC_PORT": str(free_port()), **(overrides or {})})
     port = port or free_port()
     log = home / "server.log"
-    with log.open("wb") as out:
-        subprocess.run(
-            [sys.executable, "-m", "service.cli", "import-models"],
-            env=env,
-            check=True,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    with log.open("ab") as out:
+    with log.open("wb") as out:  # the `make serve` command: port checks, model import, bentoml
         process = subprocess.Popen(
-            [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port)],
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
             env=env,
             cwd=ROOT,
             stdout=out,

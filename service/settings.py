@@ -25,6 +25,10 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"
     http_port: int = Field(default=3000, ge=1, le=65535)
+    # Idle HTTP keep-alive connections close after this long. Longer than the idle timeout of
+    # the load balancers and proxies in front (AWS ALB and ingress-nginx: 60 s), else they reuse
+    # a connection the server is closing and answer 502; uvicorn's own default is 5 s.
+    http_keep_alive_s: int = Field(default=75, ge=1)
     grpc_port: int = Field(default=50051, ge=0, le=65535)  # 0: no gRPC server
     grpc_tls_cert: str = ""  # PEM files; both set: the gRPC port speaks TLS
     grpc_tls_key: str = ""

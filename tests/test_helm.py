@@ -590,3 +590,17 @@ def test_every_setting_reaches_the_container(chart: Any) -> None:
     wanted = {f"VISION_{field.upper()}" for field in Settings.model_fields} - {"VISION_MODEL_STORE"}
     assert wanted - names == set()
     assert config_data(objects)["VISION_FAST_SHED"] == "true"
+
+
+def test_grpc_off(chart: Any) -> None:
+    """config.grpcPort 0 (the service's VISION_GRPC_PORT=0): no grpc port anywhere, and the
+    manifests still validate."""
+    objects = render(chart, {"config": {"grpcPort": 0}})
+    assert config_data(objects)["VISION_GRPC_PORT"] == "0"
+    assert [p["name"] for p in container(objects)["ports"]] == ["http"]
+    assert [p["name"] for p in one(objects, "Service")["spec"]["ports"]] == ["http"]
+    notes = objects[("NOTES", "")]["text"]
+    assert "gRPC  off" in notes and "grpcurl" not in notes
+    for (kind, _), obj in objects.items():
+        if kind not in ("NOTES", "ServiceMonitor"):
+            kubernetes_validate.validate(without_meta(obj), "1.30", strict=True)
