@@ -4,12 +4,16 @@ otherwise), and the Dockerfile linted (hadolint).
 No registry image can be pulled here, so the base is Debian bookworm made by
 `debootstrap --variant=minbase` (cached as a local image between runs) and passed as the
 `BASE` build argument; the host's CA bundle is mounted as an extra CA, as behind a TLS proxy.
-The image is built by `make image`, then run on the host network: `/readyz`, `/classify` and
-the gRPC health service answer, and the service runs as the image's non-root user.
+The image is built by `make image`, then run on the host network as the Helm chart's pod would
+run it (default values: its ConfigMap and Secret as the environment, its user and group, host
+directories at its volume mounts): `/readyz`, `/classify`, the gRPC health service and the
+chart's probes answer, an enrolment with the chart's API key lands in the /data volume, and the
+service runs as the chart's non-root user.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -20,12 +24,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.serverproc import descendants
@@ -85,7 +92,9 @@ def _base_image() -> None:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
+def image() -> Iterator[str]:
+    """The image built by `make image` on the local base; removed afterwards (745 MB each:
+    the builds of earlier runs piled up in buildah's storage as untagged images)."""
     reason = _why_not()
     if reason is not None:
         pytest.skip(reason)
@@ -96,22 +105,73 @@ def image() -> str:
         f"-v {HOST_CA}:/usr/local/share/ca-certificates/host-ca.crt:ro",
     ]
     _run(["make", "-C", str(ROOT), "image", f"IMAGE={IMAGE}", f"IMAGE_ARGS={' '.join(args)}"])
-    return IMAGE
+    try:
+        yield IMAGE
+    finally:
+        subprocess.run([*BUILDAH, "rmi", "-f", IMAGE], capture_output=True)
+
+
+@dataclass
+class Pod:
+    """The image run as the Helm chart's pod (default values) would run it."""
+
+    url: str
+    http_port: int
+    grpc_port: int
+    api_key: str
+    data: Path  # the host directory mounted at /data (the chart's PVC)
+    deployment: dict[str, Any]
+
+
+def chart_pod() -> tuple[dict[str, str], dict[str, Any], str]:
+    """The chart rendered with its default values: (the ConfigMap's environment, the
+    Deployment, the API key from its Secret)."""
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
+    with helm.Chart.load(ROOT / "helm" / "vision") as chart:
+        rendered = chart.render(values={}, name="vision", namespace="default")
+    objects = {
+        doc["kind"]: doc
+        for template, text in rendered.items()
+        if not template.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc and not template.startswith("vision/templates/tests/")
+    }
+    secret = objects["Secret"]
+    (key,) = secret["data"].values()
+    return objects["ConfigMap"]["data"], objects["Deployment"], base64.b64decode(key).decode()
 
 
 @pytest.fixture(scope="module")
-def container(
-    image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, int, int]]:
-    """The image's service on free host ports: (base URL, HTTP port, gRPC port)."""
+def container(image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
+    """The image's service as the chart's pod: its ConfigMap and Secret as the environment,
+    its user and group, and host directories at its volume mounts (/data, /tmp, the Prometheus
+    dir), owned by its fsGroup; only the ports move to free ones on the host network."""
+    env, deployment, api_key = chart_pod()
+    pod = deployment["spec"]["template"]["spec"]
+    (spec,) = pod["containers"]
+    user = spec["securityContext"]["runAsUser"]
+    group = spec["securityContext"]["runAsGroup"]
     http_port, grpc_port = free_port(), free_port()
+    env = {**env, "VISION_HTTP_PORT": str(http_port), "VISION_GRPC_PORT": str(grpc_port)}
+    env["VISION_API_KEY"] = api_key
+    work = tmp_path_factory.mktemp("image")
+    mounts: list[str] = []
+    for mount in spec["volumeMounts"]:
+        host = work / mount["name"]
+        host.mkdir()
+        os.chown(host, user, pod["securityContext"]["fsGroup"])
+        mounts += ["-v", f"{host}:{mount['mountPath']}"]
     name = _run([*BUILDAH, "from", "-q", image]).strip()
-    env = ["-e", f"VISION_HTTP_PORT={http_port}", "-e", f"VISION_GRPC_PORT={grpc_port}"]
-    command = [*BUILDAH, "run", "--isolation", "chroot", "--network", "host", *env, name]
-    log = tmp_path_factory.mktemp("image") / "container.log"
+    # `buildah run` mounts a fresh volume at the image's VOLUME /data over a bind mount there;
+    # Kubernetes (and docker -v) mount the PVC itself, so drop the declaration in this container.
+    _run([*BUILDAH, "config", "--volume", "/data-", name])
+    command = [*BUILDAH, "run", "--isolation", "chroot", "--network", "host"]
+    command += ["--user", f"{user}:{group}", *mounts]
+    command += [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    log = work / "container.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*command, "--", "vision", "serve"],
+            [*command, name, "--", "vision", "serve"],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -129,7 +189,7 @@ def container(
             time.sleep(1)
         else:
             raise AssertionError("not ready in 180 s:\n" + log.read_text()[-3000:])
-        yield url, http_port, grpc_port
+        yield Pod(url, http_port, grpc_port, api_key, work / "data", deployment)
     finally:
         stop_tree(process)
         subprocess.run([*BUILDAH, "rm", name], capture_output=True)
@@ -152,22 +212,51 @@ def stop_tree(process: subprocess.Popen[bytes]) -> None:
         process.wait(10)
 
 
-def test_the_image_serves_http_and_grpc(container: tuple[str, int, int]) -> None:
-    url, _, grpc_port = container
+def test_the_image_serves_http_and_grpc(container: Pod) -> None:
+    url = container.url
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
     pixels = np.random.default_rng(0).integers(0, 255, (28, 28), dtype=np.uint8)
     files = {"image": ("x.png", encode(pixels), "image/png")}
     response = httpx.post(f"{url}/classify", files=files, timeout=30)
     assert response.status_code == 200, response.text
     assert len(response.json()["predictions"]) == 5
-    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+    with grpc.insecure_channel(f"127.0.0.1:{container.grpc_port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         answer = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_the_service_runs_as_the_non_root_user(container: tuple[str, int, int]) -> None:
-    _, http_port, _ = container
+def test_the_charts_probes_answer(container: Pod) -> None:
+    (spec,) = container.deployment["spec"]["template"]["spec"]["containers"]
+    ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = spec[kind]["httpGet"]
+        assert ports[probe["port"]] == 3000  # the chart's http port (moved to a free one here)
+        answer = httpx.get(f"{container.url}{probe['path']}", timeout=spec[kind]["timeoutSeconds"])
+        assert answer.status_code == 200, (kind, answer.text)
+
+
+def test_the_gallery_is_written_to_the_charts_volume(
+    container: Pod, photos: dict[str, np.ndarray]
+) -> None:
+    """An enrolment with the chart's API key lands in /data (the PVC), written by the pod's
+    user: the read-only root filesystem is never needed for it."""
+    files = {"image": ("a.jpg", encode(photos["astronaut"], "JPEG"), "image/jpeg")}
+    form = {"subject": "eileen"}
+    refused = httpx.post(f"{container.url}/faces/enroll", files=files, data=form, timeout=60)
+    assert refused.status_code == 401, refused.text
+    headers = {"Authorization": f"Bearer {container.api_key}"}
+    enrolled = httpx.post(
+        f"{container.url}/faces/enroll", files=files, data=form, headers=headers, timeout=60
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    gallery = container.data / "gallery.sqlite3"
+    assert gallery.stat().st_uid == 10001 and gallery.stat().st_size > 0
+    subject = httpx.get(f"{container.url}/faces/subjects/eileen", timeout=10)
+    assert subject.status_code == 200, subject.text
+
+
+def test_the_service_runs_as_the_charts_user(container: Pod) -> None:
     owners = set()
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -175,10 +264,10 @@ def test_the_service_runs_as_the_non_root_user(container: tuple[str, int, int]) 
             cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "bentoml serve" in cmdline and f"--port {http_port}" in cmdline:
-            uid_line = next(line for line in text.splitlines() if line.startswith("Uid:"))
-            owners.add(int(uid_line.split()[1]))
-    assert owners == {10001}
+        if "bentoml serve" in cmdline and f"--port {container.http_port}" in cmdline:
+            lines = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            owners.add((int(lines["Uid"].split()[0]), int(lines["Gid"].split()[0])))
+    assert owners == {(10001, 10001)}
 
 
 def test_the_image_config(image: str) -> None:
