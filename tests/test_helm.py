@@ -14,22 +14,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helm_chart import CHART, NAMESPACE, RELEASE, Manifests, one, render
+
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate is not installed"
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "helm" / "vision"
 SCENARIOS = sorted((CHART / "ci").glob("*-values.yaml"))
 KUBE_VERSION = "1.30.0"  # oldest Kubernetes these manifests must validate against
 KUBE_LATEST = "1.33.0"
-RELEASE = "demo"
-NAMESPACE = "vision-ns"
 # Kinds with no schema in kubernetes-validate (CRDs): their fields are checked by hand below.
 CRD_KINDS = {"ServiceMonitor"}
-
-Manifests = dict[tuple[str, str], dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
@@ -42,30 +38,6 @@ def scenario_values(path: Path) -> dict[str, Any]:
     values = yaml.safe_load(path.read_text()) or {}
     assert isinstance(values, dict)
     return values
-
-
-def render(chart: Any, values: dict[str, Any] | None = None) -> Manifests:
-    """Render and parse: {(kind, name): object}; NOTES.txt under ("NOTES", "")."""
-    rendered: dict[str, str] = chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
-    objects: Manifests = {}
-    for template, text in rendered.items():
-        if template.endswith("NOTES.txt"):
-            objects[("NOTES", "")] = {"text": text}
-            continue
-        for doc in yaml.safe_load_all(text):
-            if not doc:
-                continue
-            key = (doc["kind"], doc["metadata"]["name"])
-            assert key not in objects, f"{key} rendered twice"
-            doc["_template"] = template
-            objects[key] = doc
-    return objects
-
-
-def one(objects: Manifests, kind: str) -> dict[str, Any]:
-    found = [obj for (k, _), obj in objects.items() if k == kind]
-    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
-    return found[0]
 
 
 def kinds(objects: Manifests) -> set[str]:

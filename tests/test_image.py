@@ -32,11 +32,11 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from service.serverproc import descendants
 from tests.conftest import ROOT, encode, free_port
+from tests.helm_chart import CHART, one, render
 
 BUILDAH = ["buildah", "--storage-driver", "vfs"]
 BASE = "localhost/vision-test-base:bookworm"
@@ -127,18 +127,11 @@ def chart_pod() -> tuple[dict[str, str], dict[str, Any], str]:
     """The chart rendered with its default values: (the ConfigMap's environment, the
     Deployment, the API key from its Secret)."""
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed")
-    with helm.Chart.load(ROOT / "helm" / "vision") as chart:
-        rendered = chart.render(values={}, name="vision", namespace="default")
-    objects = {
-        doc["kind"]: doc
-        for template, text in rendered.items()
-        if not template.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc and not template.startswith("vision/templates/tests/")
-    }
-    secret = objects["Secret"]
-    (key,) = secret["data"].values()
-    return objects["ConfigMap"]["data"], objects["Deployment"], base64.b64decode(key).decode()
+    with helm.Chart.load(CHART) as chart:
+        objects = render(chart, {})
+    (key,) = one(objects, "Secret")["data"].values()
+    config: dict[str, str] = one(objects, "ConfigMap")["data"]
+    return config, one(objects, "Deployment"), base64.b64decode(key).decode()
 
 
 @pytest.fixture(scope="module")
