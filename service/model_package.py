@@ -10,11 +10,29 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
+
+# Every figure a package stores (evaluation metrics, INT8 metrics and deltas) is rounded to this
+# many decimals, once, here: a value read back from model.json is exactly the stored value, and a
+# delta is the rounded difference of the two stored (rounded) figures it compares.
+METRIC_DECIMALS = 6
+
+
+def round_metric(value: float) -> float:
+    """A figure at the package's stored precision (`METRIC_DECIMALS`)."""
+    return round(float(value), METRIC_DECIMALS)
+
+
+def _round_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    return {name: round_metric(value) for name, value in metrics.items()}
+
+
+Metrics = Annotated[dict[str, float], AfterValidator(_round_metrics)]
 
 
 class _Strict(BaseModel):
@@ -174,16 +192,26 @@ class Evaluation(_Strict):
     dataset: str
     split: str
     samples: int = Field(ge=0)
-    metrics: dict[str, float]
+    metrics: Metrics
 
 
 class Quantized(_Strict):
-    """An INT8 variant of the model, with the accuracy change it costs."""
+    """An INT8 variant of the model, with the accuracy change it costs: `delta[k]` is
+    `round_metric(metrics[k] - baseline[k])` of the stored (rounded) figures."""
 
     file: str
-    metrics: dict[str, float]
-    delta: dict[str, float]
+    metrics: Metrics
+    delta: Metrics
     size_bytes: int
+
+    @classmethod
+    def against(
+        cls, file: str, metrics: dict[str, float], baseline: dict[str, float], size_bytes: int
+    ) -> Quantized:
+        """The INT8 variant's `metrics` compared with the float model's `baseline`."""
+        stored, base = _round_metrics(metrics), _round_metrics(baseline)
+        delta = {k: round_metric(stored[k] - base[k]) for k in stored}
+        return cls(file=file, metrics=stored, delta=delta, size_bytes=size_bytes)
 
 
 class Provenance(_Strict):

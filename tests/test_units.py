@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
-from service.model_package import ModelPackage, content_version
+from service.model_package import Evaluation, ModelPackage, Quantized, content_version
 from service.onnx_session import CPU, CUDA, choose_providers
 from service.ops.topk import top_k
 from service.results import Classification
@@ -100,6 +100,19 @@ def test_schema_rejects(mutate: Any) -> None:
     mutate(manifest)
     with pytest.raises(ValidationError):
         ModelPackage.model_validate(manifest)
+
+
+def test_package_figures_are_rounded_once_and_deltas_compare_stored_figures() -> None:
+    evaluation = Evaluation(dataset="d", split="test", samples=3, metrics={"top1": 2 / 3})
+    assert evaluation.metrics == {"top1": 0.666667}
+    q = Quantized.against(
+        "m.int8.onnx", {"top1": 1 / 3, "top5": 1.0}, {"top1": 2 / 3, "top5": 1.0}, 9
+    )
+    assert q.metrics == {"top1": 0.333333, "top5": 1.0}
+    # 0.333333 - 0.666667, not round(1/3 - 2/3, 6) = -0.333333
+    assert q.delta == {"top1": -0.333334, "top5": 0.0}
+    again = Quantized.model_validate_json(q.model_dump_json())
+    assert again == q
 
 
 def test_content_version_follows_the_bytes(tmp_path: Path) -> None:

@@ -105,10 +105,7 @@ def _quantize(args: argparse.Namespace) -> int:
     out = quantize_int8(args.package / package.file, args.package / INT8_FILE, service_input(calib))
     fp = evaluate_onnx(args.package / package.file, test)
     q = evaluate_onnx(out, test)
-    delta = {k: round(q.metrics[k] - fp.metrics[k], 6) for k in q.metrics}
-    quantized = Quantized(
-        file=INT8_FILE, metrics=q.metrics, delta=delta, size_bytes=out.stat().st_size
-    )
+    quantized = Quantized.against(INT8_FILE, q.metrics, fp.metrics, out.stat().st_size)
     package.model_copy(update={"quantized": quantized}).save(args.package)
     print(json.dumps(quantized.model_dump(), indent=2))
     return 0

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from service.model_package import round_metric
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.nms import postprocess_detections
 from training.det_data import DetectionData
@@ -131,13 +132,13 @@ def score_results(
     per_class = {}
     for k, name in enumerate(classes):
         p = precision[:, :, k, 0, -1]
-        per_class[name] = round(float(p[p > -1].mean()), 6) if (p > -1).any() else float("nan")
+        per_class[name] = round_metric(float(p[p > -1].mean())) if (p > -1).any() else float("nan")
     stats = evaluator.stats
     return DetectionReport(
         len(image_ids),
-        round(float(stats[0]), 6),
-        round(float(stats[1]), 6),
-        round(float(stats[2]), 6),
+        round_metric(float(stats[0])),
+        round_metric(float(stats[1])),
+        round_metric(float(stats[2])),
         per_class,
         precision,
     )

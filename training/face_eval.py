@@ -20,6 +20,7 @@ from PIL import Image
 
 from service.gallery.index import EmbeddingIndex
 from service.gallery.records import FaceRecord
+from service.model_package import round_metric
 from service.ops.align import apply_transform, warp_face
 
 Embed = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> float32 [N, dim]
@@ -106,11 +107,11 @@ def verification_report(embeddings: np.ndarray, labels: np.ndarray) -> dict[str,
     for far in FARS:
         t = threshold_at_far(impostor, far)
         tar, _ = rates(genuine, impostor, t)
-        report[f"tar_at_far_{far:.0e}"] = round(tar, 6)
-        report[f"threshold_at_far_{far:.0e}"] = round(t, 6)
-    report["eer"] = round(equal_error_rate(genuine, impostor), 6)
+        report[f"tar_at_far_{far:.0e}"] = round_metric(tar)
+        report[f"threshold_at_far_{far:.0e}"] = round_metric(t)
+    report["eer"] = round_metric(equal_error_rate(genuine, impostor))
     r1, probes = rank1(embeddings, labels)
-    report["rank1"] = round(r1, 6)
+    report["rank1"] = round_metric(r1)
     report |= {"probes": probes, "genuine_pairs": len(genuine), "impostor_pairs": len(impostor)}
     return report
 

@@ -20,6 +20,7 @@ from service.model_package import (
     FaceEmbeddingPost,
     InputSpec,
     ModelPackage,
+    round_metric,
 )
 from training.export import ParityError, cpu_session, export_onnx, onnx_torch_batches
 from training.face_data import FaceSet, template
@@ -103,7 +104,10 @@ def write_package(
     _, val_impostor = pair_scores(val_emb, val_labels)
     threshold = threshold_at_far(val_impostor, THRESHOLD_FAR)
     tar, far = rates(*pair_scores(test_emb, test_labels), threshold)
-    test_report |= {"tar_at_served_threshold": round(tar, 6), "far_at_served_threshold": far}
+    test_report |= {
+        "tar_at_served_threshold": round_metric(tar),
+        "far_at_served_threshold": round_metric(far),
+    }
     crop_template = template(size)
     real = invariance(embed, crop_template, size)
     print(f"test: {test_report}\nthreshold {threshold:.4f} (val FAR {THRESHOLD_FAR:g})")

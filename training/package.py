@@ -256,20 +256,14 @@ def _quantize(
     calib = train_data.subset(torch.randperm(len(train_data), generator=generator)[:count])
     quantize_int8(onnx_path, out_path, service_input(calib))
     report = evaluate_onnx(out_path, test_data)
-    delta = {k: round(report.metrics[k] - float_report.metrics[k], 6) for k in report.metrics}
+    quantized = Quantized.against(
+        out_path.name, report.metrics, float_report.metrics, out_path.stat().st_size
+    )
     print(
-        f"INT8 test top-1 {report.top1:.4f} (delta {delta['top1']:+.4f}), "
-        f"{out_path.stat().st_size / 1024:.0f} KiB"
+        f"INT8 test top-1 {report.top1:.4f} (delta {quantized.delta['top1']:+.4f}), "
+        f"{quantized.size_bytes / 1024:.0f} KiB"
     )
-    return (
-        Quantized(
-            file=out_path.name,
-            metrics=report.metrics,
-            delta=delta,
-            size_bytes=out_path.stat().st_size,
-        ),
-        report,
-    )
+    return quantized, report
 
 
 def _install(stage: Path, target: Path) -> Path:

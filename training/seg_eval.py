@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from service.model_package import round_metric
 from service.ops.label_maps import content_region, to_source
 from training.det_data import Letterbox
 from training.seg_data import IGNORE, SegmentationData, read_mask
@@ -55,10 +56,10 @@ def report_from(matrix: np.ndarray, classes: list[str], samples: int) -> Segment
     tp = np.diag(matrix).astype(np.float64)
     union = matrix.sum(0) + matrix.sum(1) - tp
     iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
-    per_class = {c: round(float(v), 6) for c, v in zip(classes, iou, strict=True)}
+    per_class = {c: round_metric(float(v)) for c, v in zip(classes, iou, strict=True)}
     accuracy = float(tp.sum() / max(1, matrix.sum()))
     return SegmentationReport(
-        samples, round(float(np.nanmean(iou)), 6), round(accuracy, 6), per_class, matrix
+        samples, round_metric(float(np.nanmean(iou))), round_metric(accuracy), per_class, matrix
     )
 
 
