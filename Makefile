@@ -40,19 +40,19 @@ import-models: $(VENV)/.serve
 	$(VENV)/bin/vision import-models
 
 test: $(VENV)/.all
-	$(VENV)/bin/ruff check service training tests load_tests
-	$(VENV)/bin/ruff format --check service training tests load_tests
-	$(VENV)/bin/mypy service training
+	$(VENV)/bin/ruff check service training bench tests load_tests
+	$(VENV)/bin/ruff format --check service training bench tests load_tests
+	$(VENV)/bin/mypy service training bench
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.all
-	$(VENV)/bin/ruff check service training tests load_tests
-	$(VENV)/bin/ruff format --check service training tests load_tests
-	$(VENV)/bin/mypy service training
+	$(VENV)/bin/ruff check service training bench tests load_tests
+	$(VENV)/bin/ruff format --check service training bench tests load_tests
+	$(VENV)/bin/mypy service training bench
 
 format: $(VENV)/.all
-	$(VENV)/bin/ruff check --fix service training tests load_tests
-	$(VENV)/bin/ruff format service training tests load_tests
+	$(VENV)/bin/ruff check --fix service training bench tests load_tests
+	$(VENV)/bin/ruff format service training bench tests load_tests
 
 # The classifier (POST /classify), then the detector (POST /detect, a generated test scene;
 # plot docs/bench_detect.png), then NMS, ..., the gallery and the protocols (REST vs gRPC typed vs
@@ -63,11 +63,11 @@ bench: $(VENV)/.all
 	$(VENV)/bin/vision bench --model scenes-segmenter --concurrency 1,8,32 --modes on,off,local
 	$(VENV)/bin/vision bench --model scenes-instances --concurrency 1,8,32 --modes on,off,local
 	$(VENV)/bin/vision bench --model faces-embedder --concurrency 1,8,32 --modes on,off,local
-	$(PY) -m service.bench_nms
-	$(PY) -m service.bench_masks
-	$(PY) -m service.bench_seg_output
-	OPENBLAS_NUM_THREADS=1 $(PY) -m service.bench_gallery
-	$(PY) -m service.bench_protocols
+	$(PY) -m bench.nms
+	$(PY) -m bench.masks
+	$(PY) -m bench.seg_output
+	OPENBLAS_NUM_THREADS=1 $(PY) -m bench.gallery
+	$(PY) -m bench.protocols
 
 # The bundled default (model_store/fashion-classifier/model.json records this command).
 TRAIN_CLASSIFIER_ARGS ?= --arch vgg --width 32 --depths 2,2 --dropout 0.3 --epochs 25 \
@@ -138,10 +138,10 @@ $(DETECTOR_CHECKPOINT):
 train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
 	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_CPU_ARGS)
 
-# The gRPC modules (service/oip/oip_pb2*.py, service/vision_v1/vision_pb2*.py, committed) from
+# The gRPC modules (service/api/grpc/oip/oip_pb2*.py, service/api/grpc/vision_v1/vision_pb2*.py, committed) from
 # our protos; grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/test_oip_proto.py
 # and tests/test_grpc_protos.py fail when they are stale.
-PROTOS = service/oip/oip.proto service/vision_v1/vision.proto
+PROTOS = service/api/grpc/oip/oip.proto service/api/grpc/vision_v1/vision.proto
 protos: $(VENV)/.all
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 

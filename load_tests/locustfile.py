@@ -61,7 +61,7 @@ from load_tests.checks import REQUIRED_TASKS, check_body, check_error, grpc_to_r
 from load_tests.images import SIZES, Sample, describe, face_samples, samples  # noqa: E402
 from load_tests.shape import StepPlan  # noqa: E402
 from load_tests.tally import Tally  # noqa: E402
-from service.vision_v1 import vision_pb2, vision_pb2_grpc  # noqa: E402
+from service.api.grpc.vision_v1 import vision_pb2, vision_pb2_grpc  # noqa: E402
 
 log = logging.getLogger("loadtest")
 
@@ -269,7 +269,7 @@ def grpc_target(host: str | None) -> str:
 
 
 class VisionGrpcUser(User):
-    """The typed gRPC API `vision.v1.VisionService` (service/vision_v1/vision.proto); every
+    """The typed gRPC API `vision.v1.VisionService` (service/api/grpc/vision_v1/vision.proto); every
     call is reported to Locust with request_type `grpc` and the RPC's name."""
 
     weight = 1

@@ -176,7 +176,7 @@ def failure_lines(failures_csv: Path, limit: int = 8) -> list[str]:
 
 def cpu_name() -> str:
     try:
-        from service.bench_micro import cpu_name as name
+        from bench.micro import cpu_name as name
 
         return name()
     except ImportError:

@@ -5,7 +5,7 @@
     python -m load_tests.run --smoke --out /tmp/lt --no-append    # 20 s, zero failures required
     python -m load_tests.run --overload           # VISION_MAX_CONCURRENCY=4, far past capacity
 
-Without --host it starts the service itself (service.serverproc.start_server: every bundled
+Without --host it starts the service itself (bench.serverproc.start_server: every bundled
 model, a private temporary BentoML home and gallery, a random API key for enrolments). Locust
 runs as a subprocess (`locust -f load_tests/locustfile.py --headless --csv ... --html ...
 --csv-full-history`, its progress on the terminal) while a thread polls /readyz and /livez.
@@ -171,7 +171,7 @@ class HealthPoller(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        from service.serverproc import http_status
+        from bench.serverproc import http_status
 
         while not self.stopped.is_set():
             for path in ("/readyz", "/livez"):
@@ -192,7 +192,7 @@ def local_service(overrides: dict[str, str], attempts: int = 2) -> Iterator[tupl
     fails (e.g. a port taken between choosing and binding it) is retried on other ports."""
     import shutil
 
-    from service.serverproc import start_server
+    from bench.serverproc import start_server
 
     home = Path(tempfile.mkdtemp(prefix="loadtest-"))
     try:
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix.with_name(prefix.name + "_summary.md").write_text(section)
     print("\n" + section)
     if not args.no_append:
-        from service.bench_micro import record
+        from bench.micro import record
 
         record(section, BENCHMARKS_MD, HEADING)
         print(f"recorded in {BENCHMARKS_MD}")

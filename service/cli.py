@@ -1,19 +1,27 @@
-"""`vision` command line: import-models, serve, bench, and the training commands (train extra)."""
+"""`vision` command line: import-models and serve, and the commands other packages add.
+
+The training commands (`training.cli`) and the benchmark (`bench.cli`) are plugins: each
+installs an entry point in the `vision.commands` group (pyproject.toml) whose `register(sub)`
+adds its subcommands, so the service imports neither. Where a plugin's package is absent (the
+serving image holds service/ only), its commands are simply not offered.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import socket
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from service.settings import PROCESS_ENV_DEFAULTS, get_settings
 
+PLUGINS = "vision.commands"
+
 
 def cmd_import_models(args: argparse.Namespace) -> int:
-    from service.model_store import import_all
+    from service.serving.model_store import import_all
 
     for tag, created in import_all(Path(args.model_store)):
         print(f"{'imported' if created else 'unchanged'} {tag}")
@@ -53,7 +61,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["VISION_HTTP_PORT"] = port
     for key, value in PROCESS_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    argv = ["bentoml", "serve", "service.gateway:Vision", "--port", port, "--host", settings.host]
+    argv = [
+        "bentoml",
+        "serve",
+        "service.serving.gateway:Vision",
+        "--port",
+        port,
+        "--host",
+        settings.host,
+    ]
     argv += ["--timeout-keep-alive", str(settings.http_keep_alive_s)]
     if args.reload:
         argv.append("--reload")
@@ -62,14 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # pragma: no cover
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from service.bench import main as bench_main
-
-    return bench_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vision", description=__doc__)
+    parser = argparse.ArgumentParser(prog="vision", description=(__doc__ or "").split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("import-models", help="import model_store/* into the BentoML model store")
@@ -81,33 +91,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reload", action="store_true")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("bench", help="serving benchmark (appends to docs/BENCHMARKS.md)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
-
-    if importlib.util.find_spec("torch") is None:  # serving install: no training commands
-        p = sub.add_parser("train-classifier", help="(needs the `train` extra)")
-        p.set_defaults(func=lambda _a: _missing_train())
-    else:
-        from training.cli import register
-
+    for plugin in entry_points(group=PLUGINS):
+        try:
+            register = plugin.load()
+        except ModuleNotFoundError:  # its package is not installed here
+            continue
         register(sub)
     return parser
 
 
-def _missing_train() -> int:
-    print("training needs the `train` extra: make train-classifier, or pip install -e '.[train]'",
-          file=sys.stderr)  # fmt: skip
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:  # the bench has its own parser: pass every flag through
-        from service.bench import main as bench_main
-
-        return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "passthrough", False):  # the command parses its own arguments
+        return int(args.func(args, rest) or 0)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return int(args.func(args) or 0)
 
 

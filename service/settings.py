@@ -14,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Environment defaults of the server processes (a variable already set wins). Parallelism comes
 # from the worker processes and ONNX Runtime's own threads; a multi-threaded BLAS inside an HTTP
 # worker only spins against them (a 10x16 @ 16x6400 product took 0.02 ms idle, ~200 ms under
-# load: service/bench_masks.py).
+# load: bench/masks.py).
 PROCESS_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
@@ -47,12 +47,12 @@ class Settings(BaseSettings):
     batching: bool = True
     max_batch_size: int = Field(default=64, ge=2)
     max_latency_ms: int = Field(default=1000, ge=1)
-    # Cap on how long a lone request waits for a batch to form (see service/batching.py).
+    # Cap on how long a lone request waits for a batch to form (service/serving/bentoml_compat.py).
     max_batch_wait_ms: float = Field(default=2.0, ge=0)
     # Refuse at once (503 overloaded) a request whose predicted wait for its model passes
     # max_latency_ms, instead of letting it queue until the batcher gives up. It acts only on a
     # model known to be past capacity (the batcher refused a call, or one took twice the budget)
-    # until its load recedes (service/admission.py).
+    # until its load recedes (service/serving/admission.py).
     fast_shed: bool = True
 
     # Execution: "auto" takes CUDA when onnxruntime offers it, else CPU.

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.serverproc import MODEL_STORE, ROOT, ServerProcess, free_port
-from service.serverproc import start_server as start_server_process
+from bench.serverproc import MODEL_STORE, ROOT, ServerProcess, free_port
+from bench.serverproc import start_server as start_server_process
 
 __all__ = ["MODEL_STORE", "ROOT", "Server", "encode", "free_port", "start_server", "stop_server"]
 
@@ -25,7 +25,7 @@ def encode(pixels: np.ndarray | Image.Image, fmt: str = "PNG", **kwargs: object)
 
 
 class Server:
-    """A running server (service.serverproc) with an httpx client on it."""
+    """A running server (bench.serverproc) with an httpx client on it."""
 
     def __init__(self, proc: ServerProcess) -> None:
         self.proc = proc

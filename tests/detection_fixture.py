@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.model_package import DetectionPost
+from service.pipeline.package import DetectionPost
 from tests.fixture_packages import write_fixture_package
 
 NAME = "geometry-detector"

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from service.model_package import InputSpec, ModelPackage, PostProcessing, Provenance
+from service.pipeline.package import InputSpec, ModelPackage, PostProcessing, Provenance
 
 
 def write_fixture_package(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.model_package import InstancesPost
+from service.pipeline.package import InstancesPost
 from tests.fixture_packages import write_fixture_package
 
 NAME = "geometry-instances"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.model_package import SegmentationPost
+from service.pipeline.package import SegmentationPost
 from tests.fixture_packages import write_fixture_package
 
 NAME = "geometry-segmenter"

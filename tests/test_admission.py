@@ -1,6 +1,6 @@
-"""Fast shedding (service/admission.py): Little's law on a model's calls in flight, armed only
-by ground truth (the backend refusing, or a call far over budget), with a clock the test moves,
-and the backend wrapper refusing at once with `overloaded`."""
+"""Fast shedding (service/serving/admission.py): Little's law on a model's calls in flight,
+armed only by ground truth (the backend refusing, or a call far over budget), with a clock the
+test moves, and the backend wrapper refusing at once with `overloaded`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import anyio
 import numpy as np
 import pytest
 
-from service.admission import Admission, SheddingBackend
 from service.errors import Overloaded
+from service.serving.admission import Admission, SheddingBackend
 
 
 class Clock:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.bench_report import LevelRow, append, http_table, raw_table, targets
-from service.bench_stats import (
+from bench.report import LevelRow, append, http_table, raw_table, targets
+from bench.stats import (
     BATCH_METRIC,
     delta,
     histogram_mean,
@@ -144,10 +144,10 @@ def test_append_creates_then_appends(tmp_path) -> None:
 def test_the_endpoint_plot_and_defaults_follow_the_task() -> None:
     from typing import get_args
 
-    from service.bench import TASK_DEFAULTS, build_parser, default_plot
-    from service.bench_http import endpoint_for
-    from service.model_package import ModelPackage, Task
-    from service.serverproc import MODEL_STORE
+    from bench.cli import TASK_DEFAULTS, build_parser, default_plot
+    from bench.http import endpoint_for
+    from bench.serverproc import MODEL_STORE
+    from service.pipeline.package import ModelPackage, Task
 
     assert set(TASK_DEFAULTS) == set(get_args(Task))  # every servable task is benchmarkable
     assert endpoint_for("classification") == "/classify"
@@ -175,7 +175,7 @@ def test_scene_request_image_is_a_generated_detection_scene() -> None:
 
     from PIL import Image
 
-    from service.bench_images import SCENE_SIZE, sample_images
+    from bench.images import SCENE_SIZE, sample_images
 
     (scene,) = sample_images(["scene"]).values()
     assert scene.content_type == "image/jpeg" and scene.extension == "jpg"
@@ -190,7 +190,7 @@ def test_scene_request_image_is_a_generated_detection_scene() -> None:
 
 def test_scene_image_falls_back_to_the_photo_and_says_so(monkeypatch) -> None:
     import training.scenes
-    from service.bench_images import scene_jpeg
+    from bench.images import scene_jpeg
 
     def missing(split: str) -> None:
         raise OSError("no Fashion-MNIST here")
@@ -202,8 +202,8 @@ def test_scene_image_falls_back_to_the_photo_and_says_so(monkeypatch) -> None:
 
 
 def test_mask_micro_benchmark_records_its_section(tmp_path) -> None:
-    from service.bench_masks import HEADING, instance_row
-    from service.bench_masks import main as masks_main
+    from bench.masks import HEADING, instance_row
+    from bench.masks import main as masks_main
 
     row = instance_row(200, 120, seed=0)
     assert row["total"] == pytest.approx(row["product"] + row["paste"] + row["encode"])
@@ -220,8 +220,8 @@ def test_segmentation_output_benchmark_cuts_the_graph_before_its_upsampling(tmp_
     pytest.importorskip("onnx")
     import onnxruntime as ort
 
-    from service.bench_seg_output import DEFAULT_MODEL, logits_graph, numpy_upsample_argmax
-    from service.model_package import ModelPackage
+    from bench.seg_output import DEFAULT_MODEL, logits_graph, numpy_upsample_argmax
+    from service.pipeline.package import ModelPackage
 
     pkg = ModelPackage.load(DEFAULT_MODEL)
     side = pkg.input.width
@@ -237,8 +237,8 @@ def test_segmentation_output_benchmark_cuts_the_graph_before_its_upsampling(tmp_
 
 
 def test_face_endpoints_and_their_plot_names() -> None:
-    from service.bench import default_plot, first_of_task
-    from service.bench_http import endpoint_for
+    from bench.cli import default_plot, first_of_task
+    from bench.http import endpoint_for
 
     assert endpoint_for("face_embedding") == "/faces/identify"
     assert endpoint_for("face_detection") == "/faces/detect"
@@ -247,8 +247,8 @@ def test_face_endpoints_and_their_plot_names() -> None:
 
 
 def test_gallery_benchmark_records_its_section(tmp_path) -> None:
-    from service.bench_gallery import HEADING
-    from service.bench_gallery import main as gallery_main
+    from bench.gallery import HEADING
+    from bench.gallery import main as gallery_main
 
     out = tmp_path / "BENCH.md"
     args = ["--sizes", "300,1200", "--queries", "40", "--enrolments", "10", "--output", str(out)]
@@ -261,11 +261,11 @@ def test_gallery_benchmark_records_its_section(tmp_path) -> None:
 
 
 def test_prefilled_bench_gallery_opens_with_the_bundled_embedder(tmp_path) -> None:
-    from service.bench_gallery import prefill
+    from bench.gallery import prefill
+    from bench.serverproc import MODEL_STORE
+    from service.faces.follower import gallery_model
     from service.faces.gallery import FaceGallery
-    from service.faces.setup import gallery_model
-    from service.model_package import ModelPackage
-    from service.serverproc import MODEL_STORE
+    from service.pipeline.package import ModelPackage
 
     package_dir = MODEL_STORE / "faces-embedder"
     path = prefill(package_dir, 250, tmp_path)

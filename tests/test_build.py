@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.model_package import ModelPackage, content_version
+from service.pipeline.package import ModelPackage, content_version
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

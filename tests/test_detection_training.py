@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("pycocotools")
 
-from service.model_package import DetectionPost, ModelPackage  # noqa: E402
 from service.ops.boxes import unletterbox  # noqa: E402
+from service.pipeline.package import DetectionPost, ModelPackage  # noqa: E402
 from training.det_data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
 from training.det_loss import assign, assign_batch, pad_targets  # noqa: E402
 from training.det_model import decode_boxes, encode_boxes, level_points  # noqa: E402

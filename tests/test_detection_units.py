@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.model_package import InputSpec
+from service.api import bodies
 from service.ops.boxes import unletterbox
-from service.preprocess import InputTransform, letterbox, letterbox_transform, to_model_input
-from service.results import Detections
+from service.ops.letterbox import InputTransform, letterbox, letterbox_transform
+from service.pipeline.package import InputSpec
+from service.pipeline.preprocess import to_model_input
 from service.tasks.detection import DetectParams, model_to_source, parse_classes
+from service.tasks.results import Detections
 
 LABELS = ["cat", "dog", "bird"]
 
@@ -113,9 +115,9 @@ def test_detections_indexing() -> None:
     assert len(kept) == 2 and kept.class_ids.tolist() == [0, 2]
     assert d[np.array([2, 0])].scores.tolist() == pytest.approx([0.5, 0.9])
     assert len(d[1]) == 1 and d[1].class_ids.tolist() == [1]
-    assert len(d[:0]) == 0 and d[:0].to_json() == []
+    assert len(d[:0]) == 0 and bodies.detections(d[:0]) == []
     assert len(Detections.empty(LABELS)) == 0
-    (first,) = d[:1].to_json()
+    (first,) = bodies.detections(d[:1])
     assert first == {"class_id": 0, "label": "cat", "score": 0.9, "box": [0, 1, 12, 13]}
 
 

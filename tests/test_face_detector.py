@@ -16,11 +16,12 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from service.faces_result import Faces
+from service.api import bodies
 from service.ops.boxes import pairwise_iou
-from service.pipeline import Inference, run
+from service.pipeline.run import Inference, run
 from service.tasks import TASKS
 from service.tasks.face_detection import FaceDetectionModel
+from service.tasks.results import Faces
 from tests.conftest import MODEL_STORE, encode
 from tests.samples import with_orientation
 from training.mtcnn_eval import LocalInfer, detect, local_model
@@ -53,7 +54,7 @@ def through_pipeline(
     detector: tuple[FaceDetectionModel, LocalInfer], data: bytes, **params: object
 ) -> Inference:
     model, infer = detector
-    call = functools.partial(run, infer=infer, metrics=None, max_pixels=50_000_000)
+    call = functools.partial(run, infer=infer, recorder=None, max_pixels=50_000_000)
     return anyio.run(call, model, data, dict(params))
 
 
@@ -88,10 +89,11 @@ def test_the_pipeline_answers_faces_in_json(
     photos: dict[str, np.ndarray], detector: tuple[FaceDetectionModel, LocalInfer]
 ) -> None:
     out = through_pipeline(detector, encode(photos["astronaut"], "JPEG", quality=92))
-    (face,) = out.body["faces"]
+    body = bodies.inference(out)
+    (face,) = body["faces"]
     assert set(face) == {"box", "score", "landmarks"} and len(face["landmarks"]) == 5
     assert iou(face["box"], REFERENCE["astronaut"]) >= MIN_IOU
-    assert out.body["timing_ms"]["infer"] > 0
+    assert body["timing_ms"]["infer"] > 0 and body["model"]["name"] == "faces-detector"
 
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
@@ -127,7 +129,7 @@ def test_resized_photos_scale_the_box(
 def test_one_proposal_batch_gives_what_one_by_one_gives(
     photos: dict[str, np.ndarray], detector: tuple[FaceDetectionModel, LocalInfer]
 ) -> None:
-    from service.imaging import DecodedImage
+    from service.pipeline.imaging import DecodedImage
 
     model, infer = detector
     images = [

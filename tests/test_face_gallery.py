@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.auth import check_api_key
+from service.api.auth import check_api_key
 from service.errors import InvalidParameter, Unauthorized
 from service.faces.gallery import FaceGallery
 from service.faces.service import check_subject, parse_metadata
@@ -104,7 +104,7 @@ def test_hnsw_search_agrees_with_exact_on_clear_neighbours() -> None:
     # Query 1 always differs (exact still holds f1; the HNSW index replaced it by "late"). The
     # graph is built by several threads, so under CPU load its links, and a miss or two, vary
     # between runs (47 of 50 seen once in CI, 49 in 15 idle runs): HNSW is approximate; its
-    # recall at scale is measured by service/bench_gallery.py.
+    # recall at scale is measured by bench/gallery.py.
     assert sum(same) >= 45
     ann.remove(["f0"])
     assert all(m.face_id != "f0" for m in ann.search(matrix[:1], 5)[0])

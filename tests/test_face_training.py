@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from service.model_package import FaceEmbeddingPost, ModelPackage  # noqa: E402
+from service.pipeline.package import FaceEmbeddingPost, ModelPackage  # noqa: E402
 from training.face_data import (  # noqa: E402
     augment,
     load_folder,
@@ -251,7 +251,7 @@ def test_data_landmarks_finds_the_generator_s_landmarks(tmp_path: Path) -> None:
     from PIL import Image
     from skimage import data as skdata
 
-    from service.serverproc import MODEL_STORE
+    from bench.serverproc import MODEL_STORE
     from training.face_landmarks import write_landmarks
     from training.face_synth import identity_images
 

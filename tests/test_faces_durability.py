@@ -123,9 +123,9 @@ def test_a_gallery_of_another_embedding_model_is_refused_at_start(tmp_path: Path
 
     import pytest
 
-    from service.bench_gallery import prefill
-    from service.serverproc import MODEL_STORE
-    from service.serverproc import start_server as start_server_process
+    from bench.gallery import prefill
+    from bench.serverproc import MODEL_STORE
+    from bench.serverproc import start_server as start_server_process
 
     data = tmp_path / "data"
     data.mkdir()

@@ -11,8 +11,8 @@ import grpc
 import pytest
 from pydantic import BaseModel
 
+from service.api.grpc.calls import ERROR_TRAILER, CallGuard
 from service.errors import GalleryUnavailable, InvalidImage, NoFace, NotFound, Unauthorized
-from service.grpc_calls import ERROR_TRAILER, CallGuard
 
 pytestmark = pytest.mark.anyio
 METHOD = "/test.Guarded/Call"

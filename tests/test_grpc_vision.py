@@ -24,8 +24,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from PIL import Image
 
-from service.vision_v1 import vision_pb2 as pb
-from service.vision_v1 import vision_pb2_grpc
+from service.api.grpc.vision_v1 import vision_pb2 as pb
+from service.api.grpc.vision_v1 import vision_pb2_grpc
 from tests.conftest import Server, start_server, stop_server
 from tests.faces_fixture import AUTH, KEY, face_env, jpeg
 

@@ -1,6 +1,7 @@
-"""`vision.v1.VisionService` without a server: the request -> route-argument and REST body ->
-message conversions, the key rules, and the servicer over a fake gateway (what each RPC hands
-to `vision.infer` / `vision.faces`, and the status codes of its failures)."""
+"""`vision.v1.VisionService` without a server: the request -> route-argument mapping (derived from
+the tasks' parameter declarations), typed answer -> message conversions, the key rules, and the
+servicer over a fake gateway (what each RPC hands to `infer` / the face service, and the status
+codes of its failures)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 
+from service.api.gateway import ModelInfo
+from service.api.grpc.calls import CallGuard
+from service.api.grpc.vision_v1 import messages
+from service.api.grpc.vision_v1 import servicer as sv
+from service.api.grpc.vision_v1 import vision_pb2 as pb
 from service.errors import InvalidParameter, NoFace, Unauthorized
-from service.grpc_calls import CallGuard
-from service.model_package import InputSpec
+from service.faces.results import Enrolment, Identification, SubjectsPage
+from service.gallery.index import Match
+from service.gallery.records import FaceRecord
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import InputSpec, ModelRef
+from service.pipeline.run import Inference
 from service.settings import Settings
-from service.vision_v1 import servicer as sv
-from service.vision_v1 import vision_pb2 as pb
+from service.tasks.classification import ClassifyParams
+from service.tasks.detection import DetectParams
+from service.tasks.results import Classification, Detections, Faces, SegmentationMap
 
 KEY = "unit-key"
 
@@ -66,13 +78,10 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     return value
 
 
-def body(**extra: Any) -> dict[str, Any]:
-    return {
-        "model": {"name": "m", "version": "v1"},
-        "image": {"width": 4, "height": 3},
-        "timing_ms": {"decode": 0.5, "total": 1.25},
-        **extra,
-    }
+def answer(result: Any) -> Inference[Any]:
+    """A typed answer for a 4x3 image from model m v1."""
+    image = DecodedImage(np.zeros((3, 4, 3), np.uint8), 4, 3, "PNG")
+    return Inference(ModelRef("m", "v1"), image, result, {"decode": 0.5, "total": 1.25})
 
 
 # ---- Requests ----
@@ -81,7 +90,8 @@ def body(**extra: Any) -> dict[str, Any]:
 def test_unset_optional_fields_are_none_like_missing_form_fields() -> None:
     assert sv.optional(pb.ClassifyRequest(), "top_k") is None
     assert sv.optional(pb.ClassifyRequest(top_k=0), "top_k") == 0  # set: validated, not dropped
-    assert sv.detect_params(pb.DetectRequest()) == dict.fromkeys(
+    assert sv.task_params(pb.ClassifyRequest(), ClassifyParams) == {"top_k": None}
+    assert sv.task_params(pb.DetectRequest(), DetectParams) == dict.fromkeys(
         ["score_threshold", "iou_threshold", "max_detections", "classes", "class_agnostic"]
     )
     request = pb.SegmentInstancesRequest(
@@ -91,12 +101,12 @@ def test_unset_optional_fields_are_none_like_missing_form_fields() -> None:
         classes=["Bag", "3", "a,b"],
         class_agnostic=False,
     )
-    params = sv.detect_params(request)
+    params = sv.task_params(request, DetectParams)
     assert params == {
         "score_threshold": 0.0,
         "iou_threshold": pytest.approx(0.3),
         "max_detections": 7,
-        "classes": '["Bag", "3", "a,b"]',
+        "classes": ["Bag", "3", "a,b"],
         "class_agnostic": False,
     }
     assert params["iou_threshold"] == 0.3  # doubles: the exact value a REST form field gives
@@ -107,6 +117,27 @@ def test_unset_optional_fields_are_none_like_missing_form_fields() -> None:
     }
     assert sv.detect_faces(pb.EmbedFacesRequest()) is True
     assert sv.detect_faces(pb.EnrollFaceRequest(detect_faces=False)) is False
+
+
+def test_every_task_parameter_has_its_request_field() -> None:
+    """The declarations and the proto agree: each parameter of a task is a field of the RPCs
+    that take it (else the mapping would drop it silently)."""
+    from service.tasks.face_detection import FaceDetectParams
+
+    takes = {
+        ClassifyParams: [pb.ClassifyRequest],
+        DetectParams: [pb.DetectRequest, pb.SegmentInstancesRequest],
+        FaceDetectParams: [
+            pb.DetectFacesRequest,
+            pb.EmbedFacesRequest,
+            pb.EnrollFaceRequest,
+            pb.IdentifyFacesRequest,
+            pb.VerifyFacesRequest,
+        ],
+    }
+    for params, requests in takes.items():
+        for request in requests:
+            assert set(params.model_fields) <= set(request.DESCRIPTOR.fields_by_name), request
 
 
 def test_metadata_is_a_json_object_with_whole_numbers_as_ints() -> None:
@@ -136,80 +167,71 @@ def test_page_limit_has_the_rest_default_and_bounds() -> None:
 # ---- Responses ----
 
 
-def test_faces_bodies_become_messages() -> None:
-    identified = body(
-        threshold=0.5,
-        faces=[
-            {
-                "box": [1.5, 2.0, 3.25, 4.0],
-                "score": 0.987654321,
-                "landmarks": [[1.0, 2.0], [3.0, 4.5]],
-                "subject": None,
-                "similarity": 0.25,
-                "matches": [{"subject": "ann", "face_id": "f1", "similarity": 0.25}],
-            },
-            {
-                "box": [0.0, 0.0, 1.0, 1.0],
-                "score": 0.9,
-                "landmarks": None,
-                "subject": None,
-                "similarity": None,
-                "matches": [],
-            },
-        ],
+def two_faces(embedded: bool = False) -> Faces:
+    faces = Faces(
+        np.array([[1.504, 2.0, 3.25, 4.0], [0, 0, 1, 1]], np.float32),
+        np.array([0.987654321, 0.9], np.float32),
+        np.array([[[1.0, 2.0], [3.0, 4.5], [5, 6], [7, 8], [9, 10]]] * 2, np.float32),
     )
-    message = sv.to_message(sv.face_points(identified), pb.IdentifyFacesResponse)
+    return faces.with_embeddings(np.array([[0.6, 0.8], [1.0, 0.0]])) if embedded else faces
+
+
+def test_identified_faces_become_messages() -> None:
+    matches = [[Match("f1", "ann", 0.25)], []]
+    found = Identification(answer(two_faces(True)), 0.5, matches)
+    message = messages.identification(found)
     first, second = message.faces
-    assert list(first.box) == [1.5, 2.0, 3.25, 4.0] and first.score == 0.987654321
-    assert [(p.x, p.y) for p in first.landmarks] == [(1.0, 2.0), (3.0, 4.5)]
-    assert not first.HasField("subject") and first.similarity == 0.25
-    assert first.matches[0].face_id == "f1"
-    assert list(second.landmarks) == [] and not second.HasField("similarity")
+    assert list(first.box) == [1.5, 2.0, 3.25, 4.0]  # rounded to 2 decimals, as REST
+    assert first.score == pytest.approx(0.987654321)
+    assert [(p.x, p.y) for p in first.landmarks][:2] == [(1.0, 2.0), (3.0, 4.5)]
+    assert not first.HasField("subject") and first.similarity == 0.25  # below the threshold
+    assert first.matches[0].face_id == "f1" and first.matches[0].similarity == 0.25
+    assert not second.HasField("similarity") and list(second.matches) == []  # empty gallery
     assert dict(message.timing_ms) == {"decode": 0.5, "total": 1.25}
     assert message.model.name == "m" and message.image.height == 3 and message.threshold == 0.5
-    named = body(threshold=0.5, faces=[{**identified["faces"][0], "subject": "ann"}])
-    assert sv.to_message(sv.face_points(named), pb.IdentifyFacesResponse).faces[0].subject == "ann"
-    embedded = body(
-        faces=[{"box": [1, 2, 3, 4], "score": 1, "landmarks": None, "embedding": [0.6]}]
-    )
-    face = sv.to_message(sv.face_points(embedded), pb.EmbedFacesResponse).faces[0]
-    assert list(face.embedding) == [pytest.approx(0.6)]
+    named = Identification(answer(two_faces(True)), 0.2, matches)
+    assert messages.identification(named).faces[0].subject == "ann"
+    (face, _) = messages.embed_faces(answer(two_faces(True))).faces
+    assert list(face.embedding) == [pytest.approx(0.6), pytest.approx(0.8)]
+    bare = Faces(np.array([[0, 0, 2, 2]], np.float32), np.ones(1, np.float32))
+    assert list(messages.detect_faces(answer(bare)).faces[0].landmarks) == []
 
 
-def test_segment_mask_is_bytes_and_unknown_keys_are_dropped() -> None:
-    segment = body(
-        labels=["bg", "cat"],
-        mask={"encoding": "png", "data": "iVBORw0KGgo="},
-        classes=[{"class_id": 1, "label": "cat", "pixel_fraction": 1.0}],
-        added_later=True,
-    )
-    message = sv.to_message(segment, pb.SegmentResponse)
-    assert message.mask.data == b"\x89PNG\r\n\x1a\n" and list(message.labels) == ["bg", "cat"]
-    page = sv.to_message({"subjects": [], "next_cursor": None}, pb.ListSubjectsResponse)
+def test_enrolment_and_pages() -> None:
+    record = FaceRecord("f9", "ann", np.ones(2, np.float32), (1, 2, 3, 4), "m", "v1", 0.0)
+    enrolled = messages.enrolment(Enrolment(answer(two_faces(True)[0]), record, 2))
+    assert enrolled.subject == "ann" and enrolled.face_id == "f9" and enrolled.faces_detected == 2
+    assert list(enrolled.box) == [1.5, 2.0, 3.25, 4.0]
+    page = messages.subjects_page(SubjectsPage([], None))
     assert not page.HasField("next_cursor")
+    assert messages.subjects_page(SubjectsPage([], "c2")).next_cursor == "c2"
+
+
+def test_classification_and_segment_messages() -> None:
+    top = Classification(np.array([2]), np.array([0.5], np.float32), ["a", "b", "c"])
+    message = messages.classify(answer(top))
+    assert message.predictions[0].label == "c" and message.predictions[0].score == 0.5
+    segment = messages.segment(answer(SegmentationMap(np.array([[0, 1]], np.uint8), ["bg", "cat"])))
+    assert segment.mask.data[:8] == b"\x89PNG\r\n\x1a\n" and list(segment.labels) == ["bg", "cat"]
+    assert [(c.label, c.pixel_fraction) for c in segment.classes] == [("bg", 0.5), ("cat", 0.5)]
 
 
 def test_model_list_input_is_a_struct() -> None:
-    listed = {
-        "models": [
-            {
-                "name": "m",
-                "task": "detection",
-                "version": "v",
-                "release": "1.0.0",
-                "labels": ["a"],
-                "input": InputSpec(width=320, height=240),
-                "metrics": {"test/val": {"map": 0.5}},
-                "runtime": "onnxruntime 1.x",
-                "providers": ["CPUExecutionProvider"],
-                "endpoint": "/detect",
-            }
-        ]
-    }
-    (info,) = sv.to_message(sv.model_list(listed), pb.ListModelsResponse).models
-    assert info.input["width"] == 320 and info.input["resize"] == "stretch"
-    assert info.metrics["test/val"]["map"] == 0.5 and info.endpoint == "/detect"
-    assert sv.to_message(sv.deleted_count(3), pb.DeleteSubjectResponse).faces_deleted == 3
+    info = ModelInfo(
+        name="m",
+        task="detection",
+        version="v",
+        release="1.0.0",
+        labels=["a"],
+        input=InputSpec(width=320, height=240),
+        metrics={"test/val": {"map": 0.5}},
+        runtime="onnxruntime 1.x",
+        providers=["CPUExecutionProvider"],
+        endpoint="/detect",
+    )
+    (listed,) = messages.model_list([info]).models
+    assert listed.input["width"] == 320 and listed.input["resize"] == "stretch"
+    assert listed.metrics["test/val"]["map"] == 0.5 and listed.endpoint == "/detect"
 
 
 # ---- Keys ----
@@ -239,31 +261,40 @@ class FakeFaces:
     def __init__(self, calls: list[tuple[Any, ...]]) -> None:
         self.calls = calls
 
-    async def enroll(self, *args: Any) -> dict[str, Any]:
+    async def enroll(self, *args: Any) -> Enrolment:
         self.calls.append(("enroll", *args))
-        return body(subject=args[1], face_id="f", box=[1, 2, 3, 4], faces_detected=1)
+        record = FaceRecord("f", args[1], np.ones(2, np.float32), (1, 2, 3, 4), "m", "v1", 0.0)
+        return Enrolment(answer(two_faces(True)[0]), record, 1)
 
-    async def verify(self, *args: Any) -> dict[str, Any]:
+    async def verify(self, *args: Any) -> Any:
         self.calls.append(("verify", *args))
         raise NoFace("no face was found in the first image")
 
-    async def list_subjects(self, limit: int, cursor: str | None) -> dict[str, Any]:
+    async def list_subjects(self, limit: int, cursor: str | None) -> SubjectsPage:
         self.calls.append(("list_subjects", limit, cursor))
-        return {"subjects": [], "next_cursor": None}
+        return SubjectsPage([], None)
 
     async def delete_subject(self, subject: str) -> int:
         self.calls.append(("delete_subject", subject))
         return 2
 
 
-class FakeVision:
+class FakeGateway:
+    """The parts of `service.api.gateway.Gateway` the servicer uses."""
+
     def __init__(self, with_faces: bool = True) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.faces = FakeFaces(self.calls) if with_faces else None
 
-    async def infer(self, *args: Any) -> dict[str, Any]:
-        self.calls.append(("infer", *args))
-        return body(predictions=[{"class_id": 2, "label": "c", "score": 0.5}])
+    async def infer(self, task: str, *args: Any) -> Inference[Any]:
+        self.calls.append(("infer", task, *args))
+        labels = ["a", "b", "c"]
+        results = {
+            "classification": Classification(np.array([2]), np.array([0.5], np.float32), labels),
+            "detection": Detections.empty(labels),
+            "segmentation": SegmentationMap(np.zeros((3, 4), np.uint8), labels),
+        }
+        return answer(results[task])
 
 
 def call(
@@ -278,53 +309,55 @@ def call(
     return asyncio.run(go()), context
 
 
-def servicer(vision: FakeVision) -> sv.VisionServicer:
-    return sv.VisionServicer(vision, CallGuard(max_concurrency=4, timeout_s=10))
+def servicer(gateway: FakeGateway) -> sv.VisionServicer:
+    return sv.VisionServicer(gateway, CallGuard(max_concurrency=4, timeout_s=10))  # type: ignore[arg-type]
 
 
 def test_rpcs_hand_the_rest_arguments_to_the_gateway(settings: Settings) -> None:
-    vision = FakeVision()
-    rpcs = servicer(vision)
-    answer, _ = call(rpcs.Classify, pb.ClassifyRequest(image=b"img"), FakeContext())
-    assert vision.calls.pop() == ("infer", "classification", None, b"img", {"top_k": None})
-    assert answer.predictions[0].label == "c" and answer.timing_ms["total"] == 1.25
+    gateway = FakeGateway()
+    rpcs = servicer(gateway)
+    reply, _ = call(rpcs.Classify, pb.ClassifyRequest(image=b"img"), FakeContext())
+    assert gateway.calls.pop() == ("infer", "classification", None, b"img", {"top_k": None})
+    assert reply.predictions[0].label == "c" and reply.timing_ms["total"] == 1.25
     request = pb.DetectRequest(image=b"i", model="det", classes=["x"], max_detections=3)
-    call(rpcs.Detect, request, FakeContext())
+    reply, _ = call(rpcs.Detect, request, FakeContext())
     params = {"score_threshold": None, "iou_threshold": None, "max_detections": 3}
-    expected = {**params, "classes": '["x"]', "class_agnostic": None}
-    assert vision.calls.pop() == ("infer", "detection", "det", b"i", expected)
-    call(rpcs.Segment, pb.SegmentRequest(image=b"s"), FakeContext())
-    assert vision.calls.pop() == ("infer", "segmentation", None, b"s", {})
+    expected = {**params, "classes": ["x"], "class_agnostic": None}
+    assert gateway.calls.pop() == ("infer", "detection", "det", b"i", expected)
+    assert list(reply.detections) == [] and reply.model.name == "m"
+    reply, _ = call(rpcs.Segment, pb.SegmentRequest(image=b"s"), FakeContext())
+    assert gateway.calls.pop() == ("infer", "segmentation", None, b"s", {})
+    assert reply.classes[0].pixel_fraction == 1.0
 
     request_e = pb.EnrollFaceRequest(image=b"f", subject="ann", max_faces=1)
-    answer, _ = call(rpcs.EnrollFace, request_e, keyed())
+    reply, _ = call(rpcs.EnrollFace, request_e, keyed())
     faces = {"score_threshold": None, "max_faces": 1, "min_face": None}
-    assert vision.calls.pop() == ("enroll", b"f", "ann", None, faces, True)
-    assert answer.subject == "ann" and list(answer.box) == [1, 2, 3, 4]
+    assert gateway.calls.pop() == ("enroll", b"f", "ann", None, faces, True)
+    assert reply.subject == "ann" and list(reply.box) == [1.5, 2, 3.25, 4]
 
     call(rpcs.ListSubjects, pb.ListSubjectsRequest(cursor="c1"), FakeContext())
-    assert vision.calls.pop() == ("list_subjects", 100, "c1")
-    answer, _ = call(rpcs.DeleteSubject, pb.DeleteSubjectRequest(subject="ann"), keyed())
-    assert vision.calls.pop() == ("delete_subject", "ann") and answer.faces_deleted == 2
+    assert gateway.calls.pop() == ("list_subjects", 100, "c1")
+    reply, _ = call(rpcs.DeleteSubject, pb.DeleteSubjectRequest(subject="ann"), keyed())
+    assert gateway.calls.pop() == ("delete_subject", "ann") and reply.faces_deleted == 2
 
 
 def test_rpc_failures_carry_the_rest_error(settings: Settings) -> None:
-    vision = FakeVision()
-    rpcs = servicer(vision)
+    gateway = FakeGateway()
+    rpcs = servicer(gateway)
     request = pb.VerifyFacesRequest(image=b"a", subject="ann", threshold=0.5)
     _, context = call(rpcs.VerifyFaces, request, FakeContext())
     faces = {"score_threshold": None, "max_faces": None, "min_face": None}
-    assert vision.calls.pop() == ("verify", b"a", None, "ann", 0.5, faces)
+    assert gateway.calls.pop() == ("verify", b"a", None, "ann", 0.5, faces)
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT
     assert context.trailers["vision-error-code"] == "no_face"
 
     _, context = call(rpcs.EnrollFace, pb.EnrollFaceRequest(image=b"f"), FakeContext())
-    assert context.code == grpc.StatusCode.UNAUTHENTICATED and not vision.calls
+    assert context.code == grpc.StatusCode.UNAUTHENTICATED and not gateway.calls
     _, context = call(rpcs.ListSubjects, pb.ListSubjectsRequest(limit=0), FakeContext())
-    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and not vision.calls
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT and not gateway.calls
     assert context.trailers["vision-error-code"] == "invalid_parameter"
 
-    faceless = servicer(FakeVision(with_faces=False))
+    faceless = servicer(FakeGateway(with_faces=False))
     for rpc, request_any in [
         (faceless.GetGallery, pb.GetGalleryRequest()),
         (faceless.DetectFaces, pb.DetectFacesRequest(image=b"x")),
@@ -349,7 +382,7 @@ def test_register_names_the_service() -> None:
             self.methods = (name, sorted(handlers))
 
     server = Server()
-    assert sv.register(server, FakeVision(), CallGuard(1, 1)) == "vision.v1.VisionService"
+    assert sv.register(server, FakeGateway(), CallGuard(1, 1)) == "vision.v1.VisionService"  # type: ignore[arg-type]
     name, methods = server.methods
     assert name == "vision.v1.VisionService"
     assert methods == sorted(pb.DESCRIPTOR.services_by_name["VisionService"].methods_by_name)

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.serverproc import descendants
+from bench.serverproc import descendants
 from tests.conftest import ROOT, encode, free_port
 from tests.helm_chart import CHART, one, render
 

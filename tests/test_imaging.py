@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from service.errors import ApiError, PayloadTooLarge
-from service.imaging import decode_image
+from service.pipeline.imaging import decode_image
 from tests.conftest import encode
 from tests.samples import bad_images, odd_images, png_bomb, with_orientation
 

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("pycocotools")
 
-from service.model_package import InstancesPost, ModelPackage  # noqa: E402
+from service.pipeline.package import InstancesPost, ModelPackage  # noqa: E402
 from training.det_data import MASK_STRIDE, augment_batch, load_detection_data  # noqa: E402
 from training.det_loss import MaskInputs, assign_batch, detection_loss, pad_targets  # noqa: E402
 from training.inst_model import InstanceSegmenter, InstanceServingWrapper  # noqa: E402

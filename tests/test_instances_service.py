@@ -20,6 +20,7 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 from pycocotools import mask as mask_utils
 
+from service.api import bodies
 from service.ops.masks import (
     Affine1D,
     decode_rle,
@@ -28,8 +29,8 @@ from service.ops.masks import (
     pixel_span,
     prototype_masks,
 )
-from service.results import Detections, Instances
-from service.runner import api_name
+from service.serving.runner import api_name
+from service.tasks.results import Detections, Instances
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.fixture_packages import Rects, post_image, scene
@@ -102,8 +103,9 @@ def test_instances_index_and_check_their_input() -> None:
     masks = (encode_rle(np.ones((1, 1), bool), (0, 0, 1, 1), 3, 3),) * 2
     instances = Instances(detections, masks, np.array([1, 1]))
     assert len(instances[np.array([False, True])]) == 1
-    assert instances[1].to_json()[0]["label"] == "b"
-    assert instances.to_json()[0]["area"] == 1 and instances.to_json()[0]["mask"] == masks[0]
+    assert bodies.instances(instances[1])[0]["label"] == "b"
+    (first, _) = bodies.instances(instances)
+    assert first["area"] == 1 and first["mask"] == masks[0]
     with pytest.raises(ValueError):
         Instances(detections, masks[:1], np.array([1, 1]))
     with pytest.raises(ValueError):

@@ -100,7 +100,7 @@ def test_error_bodies_and_grpc_conversion() -> None:
     assert check_error({"error": "text"}) is None
     assert check_error(["x"]) is None
 
-    from service.vision_v1 import vision_pb2
+    from service.api.grpc.vision_v1 import vision_pb2
 
     reply = vision_pb2.IdentifyFacesResponse(threshold=0.9)
     reply.model.name, reply.image.width, reply.image.height = "faces-embedder", 20, 10

@@ -1,5 +1,5 @@
 """The Open Inference Protocol's pure parts: raw BYTES tensors, the image input's checks, padded
-outputs from REST bodies, and the REST twin's body handling (no server, no protobuf)."""
+outputs from typed answers, and the REST twin's body handling (no server, no protobuf)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,21 @@ import zlib
 import numpy as np
 import pytest
 
+from service.api import bodies
+from service.api.oip.outputs import output_specs, to_tensors
+from service.api.oip.tensors import (
+    Tensor,
+    bytes_array,
+    deserialize_bytes,
+    image_batch,
+    serialize_bytes,
+)
+from service.api.rest.oip import InferRequest, _decompress, _split, infer_response, request_images
 from service.errors import InvalidParameter, PayloadTooLarge
-from service.oip.outputs import output_specs, to_tensors
-from service.oip.rest import InferRequest, _decompress, _split, infer_response, request_images
-from service.oip.tensors import Tensor, bytes_array, deserialize_bytes, image_batch, serialize_bytes
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import ModelRef
+from service.pipeline.run import Inference
+from service.tasks.results import Detections, Faces, SegmentationMap
 
 
 def test_bytes_tensors_round_trip() -> None:
@@ -58,30 +69,40 @@ def test_the_image_input_is_checked(
     assert image_batch("BYTES", [2, 1], [b"a", b"b"], max_batch=4) == [b"a", b"b"]
 
 
-def _detect_body(boxes: list[list[float]], width: int = 10, height: int = 8) -> dict:
-    return {
-        "model": {"name": "m", "version": "v"},
-        "image": {"width": width, "height": height},
-        "timing_ms": {},
-        "detections": [
-            {"class_id": i, "label": f"c{i}", "score": 0.5 + i / 10, "box": box}
-            for i, box in enumerate(boxes)
-        ],
-    }
+def _answer(result: object, width: int = 10, height: int = 8) -> Inference[object]:
+    image = DecodedImage(np.zeros((height, width, 3), np.uint8), width, height, "PNG")
+    return Inference(ModelRef("m", "v"), image, result, {"total": 1.0})
+
+
+def _detections(boxes: list[list[float]]) -> Detections:
+    n = len(boxes)
+    return Detections(
+        np.array(boxes, np.float32).reshape(n, 4),
+        np.array([0.5 + i / 10 for i in range(n)], np.float32),
+        np.arange(n, dtype=np.int64),
+        ["c0", "c1", "c2"],
+    )
 
 
 def test_detections_of_a_batch_are_padded_and_counted() -> None:
-    bodies = [_detect_body([[1, 2, 3, 4], [5, 6, 7, 8]]), _detect_body([], 20, 16)]
-    tensors = to_tensors("detection", bodies, classes=3)
+    answers = [
+        _answer(_detections([[1.0001, 2, 3, 4.123456], [5, 6, 7, 8]])),
+        _answer(_detections([]), 20, 16),
+    ]
+    tensors = to_tensors("detection", answers, classes=3)
     assert tensors["count"].data.tolist() == [2, 0]
     assert tensors["boxes"].data.shape == (2, 2, 4)
-    assert tensors["boxes"].data[0].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    # full precision: the REST body rounds these boxes to 3 decimals, the tensor does not
+    assert tensors["boxes"].data[0].tolist() == [
+        [np.float32(1.0001), 2, 3, np.float32(4.123456)],
+        [5, 6, 7, 8],
+    ]
     assert tensors["boxes"].data[1].tolist() == [[0, 0, 0, 0], [0, 0, 0, 0]]
     assert tensors["class_ids"].data.tolist() == [[0, 1], [-1, -1]]
     assert tensors["labels"].data.tolist() == [[b"c0", b"c1"], [b"", b""]]
     assert tensors["scores"].data.dtype == np.float32
     assert tensors["image_size"].data.tolist() == [[10, 8], [20, 16]]
-    assert [json.loads(b) for b in tensors["json"].data] == bodies
+    assert [json.loads(b) for b in tensors["json"].data] == [bodies.inference(a) for a in answers]
     specs = {s.name: s for s in output_specs("detection", classes=3)}
     assert set(specs) == set(tensors)
     for name, tensor in tensors.items():
@@ -89,15 +110,22 @@ def test_detections_of_a_batch_are_padded_and_counted() -> None:
         assert len(tensor.shape) == len(specs[name].shape)
 
 
+def test_label_maps_are_uint8_padded_to_the_largest_image() -> None:
+    small = SegmentationMap(np.array([[1, 2]], np.uint8), ["bg", "a", "b"])
+    large = SegmentationMap(np.full((2, 3), 2, np.uint8), ["bg", "a", "b"])
+    tensors = to_tensors("segmentation", [_answer(small, 2, 1), _answer(large, 3, 2)], classes=3)
+    mask = tensors["mask"]
+    assert mask.datatype == "UINT8" and mask.data.dtype == np.uint8 and mask.shape == [2, 2, 3]
+    assert mask.data[0].tolist() == [[1, 2, 0], [0, 0, 0]]  # its image_size says 2x1
+    assert mask.data[1].tolist() == [[2, 2, 2], [2, 2, 2]]
+    assert tensors["image_size"].data.tolist() == [[2, 1], [3, 2]]
+    assert tensors["class_fractions"].data.tolist() == [[0, 0.5, 0.5], [0, 0, 1]]
+
+
 def test_faces_without_landmarks_are_nan() -> None:
-    body = {
-        "model": {"name": "m", "version": "v"},
-        "image": {"width": 4, "height": 4},
-        "faces": [
-            {"box": [0, 0, 2, 2], "score": 0.9, "landmarks": None, "embedding": [0.6, 0.8]},
-        ],
-    }
-    tensors = to_tensors("face_embedding", [body], classes=0)
+    faces = Faces(np.array([[0, 0, 2, 2]], np.float32), np.array([0.9], np.float32))
+    embedded = faces.with_embeddings(np.array([[0.6, 0.8]]))
+    tensors = to_tensors("face_embedding", [_answer(embedded, 4, 4)], classes=0)
     assert np.isnan(tensors["landmarks"].data).all() and tensors["landmarks"].shape == [1, 1, 5, 2]
     assert tensors["embeddings"].data.tolist() == [[[np.float32(0.6), np.float32(0.8)]]]
 

@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.api import bodies
 from service.ops.label_maps import class_fractions, content_region, encode_png, to_source
-from service.preprocess import letterbox_transform
-from service.results import SegmentationMap
-from service.runner import api_name
+from service.ops.letterbox import letterbox_transform
+from service.serving.runner import api_name
+from service.tasks.results import SegmentationMap
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.fixture_packages import Rects, post_image, scene
@@ -76,7 +77,7 @@ def test_class_fractions_and_png_round_trip() -> None:
 def test_segmentation_map_checks_its_input() -> None:
     seg = SegmentationMap(np.array([[0, 2]], np.uint8), ["bg", "a", "b"])
     assert (seg.width, seg.height) == (2, 1)
-    assert seg.to_json() == [
+    assert bodies.segment_classes(seg) == [
         {"class_id": 0, "label": "bg", "pixel_fraction": 0.5},
         {"class_id": 2, "label": "b", "pixel_fraction": 0.5},
     ]

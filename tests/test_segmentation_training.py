@@ -14,7 +14,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from service.model_package import ModelPackage, SegmentationPost  # noqa: E402
+from service.pipeline.package import ModelPackage, SegmentationPost  # noqa: E402
 from training.det_data import letterbox  # noqa: E402
 from training.seg_data import IGNORE, load_segmentation_data  # noqa: E402
 from training.seg_eval import confusion, report_from, to_original  # noqa: E402

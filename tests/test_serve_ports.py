@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.serverproc import ROOT, free_port
 from service.cli import port_in_use
-from service.serverproc import ROOT, free_port
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.model_package import ModelPackage
+from service.pipeline.package import ModelPackage
 from tests.conftest import MODEL_STORE, Server, encode
 from tests.samples import with_orientation
 

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from service.model_package import METRIC_DECIMALS, ModelPackage  # noqa: E402
+from service.pipeline.package import METRIC_DECIMALS, ModelPackage  # noqa: E402
 from training.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
 from training.engine import warmup_cosine  # noqa: E402
 from training.export import ParityError, ServingWrapper, check_parity, cpu_session  # noqa: E402

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
-from service.model_package import Evaluation, ModelPackage, Quantized, content_version
-from service.onnx_session import CPU, CUDA, choose_providers
+from service.api import bodies
+from service.api.rest.middleware import BodyLimitMiddleware, ConcurrencyLimitMiddleware
 from service.ops.topk import top_k
-from service.results import Classification
+from service.pipeline.package import Evaluation, ModelPackage, Quantized, content_version
+from service.pipeline.session import CPU, CUDA, choose_providers
 from service.settings import Settings
 from service.tasks import TASKS, TaskRegistry
 from service.tasks.classification import ClassificationModel
+from service.tasks.results import Classification
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "model_store" / "fashion-classifier"
@@ -54,7 +55,8 @@ def test_top_k_rejects_2d() -> None:
 def test_classification_result_checks_and_indexes() -> None:
     result = Classification(np.array([2, 0]), np.array([0.9, 0.1], np.float32), ["a", "b", "c"])
     assert len(result) == 2
-    assert result.to_json()[0] == {"class_id": 2, "label": "c", "score": pytest.approx(0.9)}
+    (top, _) = bodies.predictions(result)
+    assert top == {"class_id": 2, "label": "c", "score": pytest.approx(0.9)}
     assert len(result[result.scores > 0.5]) == 1
     with pytest.raises(ValueError):
         Classification(np.array([3]), np.array([0.5]), ["a", "b", "c"])
@@ -227,7 +229,7 @@ def test_concurrency_limit_sheds_and_exempts_probes() -> None:
 def test_batch_wait_is_capped_after_a_burst() -> None:
     from bentoml._internal.marshal import dispatcher
 
-    from service.batching import cap_batch_wait
+    from service.serving.bentoml_compat import cap_batch_wait
 
     cap_batch_wait(0.002)
     optimizer = dispatcher.Optimizer(1.0)
@@ -259,7 +261,7 @@ def test_cli_works_without_torch() -> None:
 
 
 def test_timeout_answers_504_in_the_api_format() -> None:
-    from service.middleware import TimeoutMiddleware
+    from service.api.rest.middleware import TimeoutMiddleware
 
     async def slow_app(scope: Any, receive: Any, send: Any) -> None:
         await asyncio.sleep(0.2)
@@ -280,7 +282,7 @@ def test_runner_session_is_pinned_with_a_short_keepalive() -> None:
 
     import aiohttp
 
-    from service.backends import RUNNER_KEEPALIVE_S, keep_runner_session
+    from service.serving.bentoml_compat import RUNNER_KEEPALIVE_S, keep_runner_session
 
     class Manager:
         max_requests = 100

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from service.model_package import ModelPackage
+    from service.pipeline.package import ModelPackage
     from training.data import ImageData
 
 
@@ -51,7 +51,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load_package_data(args: argparse.Namespace, split: str) -> tuple[ModelPackage, ImageData]:
-    from service.model_package import ModelPackage
+    from service.pipeline.package import ModelPackage
     from training.data import get_dataset
 
     package = ModelPackage.load(args.package)
@@ -91,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _quantize(args: argparse.Namespace) -> int:
     import torch
 
-    from service.model_package import Quantized
+    from service.pipeline.package import Quantized
     from training.evaluate import evaluate_onnx, service_input
     from training.export import quantize_int8
     from training.package import INT8_FILE
@@ -244,8 +244,21 @@ def _add_package_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _missing_train(_args: argparse.Namespace) -> int:
+    print("training needs the `train` extra: make train-classifier, or pip install -e '.[train]'",
+          file=sys.stderr)  # fmt: skip
+    return 2
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add train-classifier, evaluate, export-classifier, quantize and data-scenes."""
+    """The `vision` training commands (the `vision.commands` entry point): train-*, evaluate-*,
+    export-*, quantize, data-*. Without torch (the serving install) they say what to install."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        p = subparsers.add_parser("train-classifier", help="(needs the `train` extra)")
+        p.set_defaults(func=_missing_train)
+        return
     from training.classification import add_train_args
 
     p = subparsers.add_parser(

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from service.model_package import round_metric
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.nms import postprocess_detections
+from service.pipeline.package import round_metric
 from training.det_data import DetectionData
 
 Predict = Callable[[np.ndarray], np.ndarray]

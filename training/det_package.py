@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.model_package import (
+from service.pipeline.package import (
     MODEL_FILE,
     DetectionPost,
     Evaluation,

@@ -64,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from service.model_package import FaceEmbeddingPost, ModelPackage
+    from service.pipeline.package import FaceEmbeddingPost, ModelPackage
     from training.face_data import concat, load_folder
     from training.face_eval import embed_all, pair_scores, rates, verification_report
     from training.face_export import onnx_embedder

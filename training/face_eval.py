@@ -20,8 +20,8 @@ from PIL import Image
 
 from service.gallery.index import EmbeddingIndex
 from service.gallery.records import FaceRecord
-from service.model_package import round_metric
 from service.ops.align import apply_transform, warp_face
+from service.pipeline.package import round_metric
 
 Embed = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> float32 [N, dim]
 FARS = (1e-2, 1e-3)

@@ -4,7 +4,7 @@ Prototypes: P3 upsampled to stride 4, added to a lateral of the stride-4 backbon
 3x3 convs and a 1x1 to ``prototypes`` (P) maps covering the whole input at a quarter of its
 resolution. Coefficients: a 3x3 conv on each level's shared head tower, ``tanh``: P per
 location. A candidate's mask is ``sigmoid(coefficients . prototypes)``, cropped to its box
-(``service.model_package.InstancesPost``); NMS runs in the service, as for detection.
+(``service.pipeline.package.InstancesPost``); NMS runs in the service, as for detection.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.model_package import MODEL_FILE, Evaluation, InputSpec, InstancesPost, ModelPackage
+from service.pipeline.package import MODEL_FILE, Evaluation, InputSpec, InstancesPost, ModelPackage
 from training.det_data import PAD_VALUE
 from training.det_eval import plot_pr_curves
 from training.det_package import describe_set, parity_images

@@ -10,11 +10,12 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from service.faces_result import Faces
-from service.imaging import DecodedImage
-from service.model_package import ModelPackage
-from service.onnx_session import BatchOutput, OnnxModel
+from service.api import bodies
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import ModelPackage
+from service.pipeline.session import BatchOutput, OnnxModel
 from service.tasks.face_detection import FaceDetectionModel
+from service.tasks.results import Faces
 
 EXPECTED_FACES = {"astronaut": 1, "grace_hopper": 1, "chelsea": 0, "coffee": 0, "rocket": 0}
 PHOTOS_DATASET = (
@@ -55,8 +56,8 @@ class LocalInfer:
 
 def local_model(directory: Path) -> tuple[FaceDetectionModel, LocalInfer]:
     """The package at `directory` as the service runs it, with ONNX in this process."""
-    from service.backends import graph_specs
-    from service.model_store import StoredPackage
+    from service.pipeline.package import StoredPackage
+    from service.tasks import graph_specs
 
     package = ModelPackage.load(directory)
     stored = StoredPackage(f"{package.name}:local", directory, package)
@@ -121,6 +122,6 @@ def evaluate_photos(
     for key in timings[next(iter(timings))]:
         metrics[f"{key}_ms_mean"] = float(np.mean([t[key] for t in timings.values()]))
     report: dict[str, object] = {
-        n: {"faces": f.to_json(), "ms": timings[n]} for n, f in found.items()
+        n: {"faces": bodies.faces(f), "ms": timings[n]} for n, f in found.items()
     }
     return {k: round(float(v), 4) for k, v in metrics.items()}, report

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.imaging import DecodedImage
-from service.model_package import (
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import (
     MODEL_FILE,
     Evaluation,
     ExtraGraph,

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.model_package import (
+from service.pipeline.package import (
     MODEL_FILE,
     ClassificationPost,
     Evaluation,

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from service.model_package import round_metric
 from service.ops.label_maps import content_region, to_source
+from service.pipeline.package import round_metric
 from training.det_data import Letterbox
 from training.seg_data import IGNORE, SegmentationData, read_mask
 

@@ -5,7 +5,7 @@ Decoder: 1x1 laterals on the stride 4, 8, 16 and 32 features, top-down nearest u
 addition (FPN), then ``head_convs`` 3x3 convs at stride 4 and a 1x1 classifier: logits at a
 quarter of the input resolution. The serving wrapper upsamples them bilinearly to the input
 size and takes the argmax in the graph, so the ONNX output is the uint8 class map the service
-crops and resizes (``service.model_package.SegmentationPost``).
+crops and resizes (``service.pipeline.package.SegmentationPost``).
 """
 
 from __future__ import annotations

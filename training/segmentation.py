@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from service.model_package import Evaluation, InputSpec, ModelPackage, SegmentationPost
+from service.pipeline.package import Evaluation, InputSpec, ModelPackage, SegmentationPost
 from training.det_data import PAD_VALUE, draw_jitter, resample
 from training.det_package import parity_images
 from training.export import ParityError, export_onnx, onnx_torch_batches

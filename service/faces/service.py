@@ -1,4 +1,5 @@
-"""The /faces/* operations: the face pipeline plus the gallery, answering API.md's bodies.
+"""The /faces/* operations: the face pipeline plus the gallery, answering typed results
+(service/faces/results.py) that each protocol serialises.
 
 Blocking gallery calls (an fsync'd SQLite commit, a PostgreSQL round trip) run in worker
 threads; a write is acknowledged only after the store has committed it.
@@ -20,11 +21,19 @@ import psycopg
 
 from service.errors import GalleryUnavailable, InvalidParameter, NotFound
 from service.faces.gallery import FaceGallery
-from service.faces.pipeline import FaceAnalysis, FacePipeline
-from service.faces_result import Faces
+from service.faces.pipeline import FacePipeline, largest
+from service.faces.results import (
+    Enrolment,
+    FaceAnalysis,
+    GalleryStatus,
+    Identification,
+    Subject,
+    SubjectsPage,
+    Verification,
+)
 from service.gallery.records import GalleryError
-from service.render import draw_detections, encode_image
-from service.results import Detections
+from service.ops.render import captions, draw_boxes, encode_image
+from service.pipeline.package import ModelRef
 
 logger = logging.getLogger(__name__)
 MAX_SUBJECT = 200
@@ -87,12 +96,8 @@ class FaceService:
             raise InvalidParameter("threshold: a cosine similarity in [-1, 1]")
         return value
 
-    async def embed(self, data: bytes, params: dict[str, Any], detect: bool) -> dict[str, Any]:
-        analysis = await self.pipeline.analyse(data, params, detect_faces=detect)
-        return {
-            **analysis.common(self.pipeline.embedder_model()),
-            "faces": analysis.faces.to_json(),
-        }
+    async def embed(self, data: bytes, params: dict[str, Any], detect: bool) -> FaceAnalysis:
+        return await self.pipeline.analyse(data, params, detect_faces=detect)
 
     async def enroll(
         self,
@@ -101,74 +106,52 @@ class FaceService:
         metadata: str | None,
         params: dict[str, Any],
         detect: bool,
-    ) -> dict[str, Any]:
+    ) -> Enrolment:
         name = check_subject(subject)
         extra = parse_metadata(metadata, self.max_metadata)
         gallery = self.gallery
         analysis = await self.pipeline.analyse(data, params, detect_faces=detect)
-        face = analysis.largest()
-        assert face.faces.embeddings is not None
-        box = tuple(float(v) for v in face.faces.boxes[0])
+        face = largest(analysis)
+        embeddings = face.result.embeddings
+        assert embeddings is not None
+        box = tuple(float(v) for v in face.result.boxes[0])
         try:
-            record = await _store_call(gallery.enroll, name, face.faces.embeddings[0], box, extra)
+            record = await _store_call(gallery.enroll, name, embeddings[0], box, extra)
         except GalleryError as exc:
             raise InvalidParameter(str(exc)) from None
-        return {
-            **face.common(self.pipeline.embedder_model()),
-            "subject": record.subject,
-            "face_id": record.face_id,
-            "box": [round(v, 2) for v in box],
-            "faces_detected": len(analysis.faces),
-        }
+        return Enrolment(face, record, len(analysis.result))
 
     async def identify(
         self, data: bytes, top_k: int | None, threshold: float | None, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], FaceAnalysis]:
+    ) -> Identification:
         k = 1 if top_k is None else top_k
         if not 1 <= k <= 100:
             raise InvalidParameter("top_k: between 1 and 100")
         limit = self.threshold(threshold)
         gallery = self.gallery
         analysis = await self.pipeline.analyse(data, params, detect_faces=True)
-        embeddings = analysis.faces.embeddings
+        embeddings = analysis.result.embeddings
         assert embeddings is not None
         start = time.perf_counter()
         matches = await _store_call(gallery.search, embeddings, k) if len(embeddings) else []
         search_ms = (time.perf_counter() - start) * 1000
         analysis.timing_ms["search"] = round(search_ms, 3)
         analysis.timing_ms["total"] = round(analysis.timing_ms.get("total", 0.0) + search_ms, 3)
-        faces = []
-        for face, found in zip(analysis.faces.to_json(), matches, strict=True):
-            face.pop("embedding", None)
-            best = found[0] if found and found[0].similarity >= limit else None
-            face["subject"] = best.subject if best else None
-            face["similarity"] = found[0].similarity if found else None
-            face["matches"] = [
-                {"subject": m.subject, "face_id": m.face_id, "similarity": round(m.similarity, 6)}
-                for m in found
-            ]
-            faces.append(face)
-        body = {
-            **analysis.common(self.pipeline.embedder_model()),
-            "threshold": limit,
-            "faces": faces,
-        }
-        return body, analysis
+        return Identification(analysis, limit, matches)
 
-    def draw_identified(
-        self, analysis: FaceAnalysis, body: dict[str, Any], media_type: str
-    ) -> bytes:
+    def draw_identified(self, found: Identification, media_type: str) -> bytes:
         """The input with each face's box captioned by its subject (or `unknown`)."""
-        names = [face["subject"] or "unknown" for face in body["faces"]]
+        faces = found.analysis.result
+        names = []
+        for i in range(len(faces)):
+            best = found.best(i)
+            names.append(best.subject if best else "unknown")
         labels = ["unknown", *sorted({n for n in names if n != "unknown"})]
-        faces: Faces = analysis.faces
-        detections = Detections(
-            faces.boxes.astype(np.float32),
-            np.array([face["similarity"] or 0.0 for face in body["faces"]], np.float32),
-            np.array([labels.index(n) for n in names], np.int64),
-            labels,
-        )
-        return encode_image(draw_detections(analysis.image.pixels, detections), media_type)
+        ids = np.array([labels.index(n) for n in names], np.int64)
+        scores = np.array([found.similarity(i) or 0.0 for i in range(len(faces))], np.float32)
+        texts = captions(labels, ids, scores)
+        img = draw_boxes(found.analysis.image.pixels, faces.boxes.astype(np.float32), ids, texts)
+        return encode_image(img, media_type)
 
     async def verify(
         self,
@@ -177,13 +160,13 @@ class FaceService:
         subject: str | None,
         threshold: float | None,
         params: dict[str, Any],
-    ) -> dict[str, Any]:
+    ) -> Verification:
         limit = self.threshold(threshold)
         if image_a is None:
             raise InvalidParameter("send image_a and image_b, or image and subject")
-        first = (await self.pipeline.analyse(image_a, params)).largest("the first image")
-        assert first.faces.embeddings is not None
-        query = first.faces.embeddings[0]
+        first = largest(await self.pipeline.analyse(image_a, params), "the first image")
+        assert first.result.embeddings is not None
+        query = first.result.embeddings[0]
         if subject is not None:
             name = check_subject(subject)
             gallery = self.gallery
@@ -192,50 +175,28 @@ class FaceService:
                 raise NotFound(f"no subject {name!r}")
             similarity = float(np.max(stored @ query))
         elif image_b is not None:
-            second = (await self.pipeline.analyse(image_b, params)).largest("the second image")
-            assert second.faces.embeddings is not None
-            similarity = float(second.faces.embeddings[0] @ query)
+            analysis = await self.pipeline.analyse(image_b, params)
+            second = largest(analysis, "the second image")
+            assert second.result.embeddings is not None
+            similarity = float(second.result.embeddings[0] @ query)
         else:
             raise InvalidParameter("send image_a and image_b, or image and subject")
-        return {
-            "model": first.common(self.pipeline.embedder_model())["model"],
-            "similarity": round(similarity, 6),
-            "threshold": limit,
-            "match": similarity >= limit,
-            "box": [round(float(v), 2) for v in first.faces.boxes[0]],
-        }
+        return Verification(first.model, similarity, limit, first.result.boxes[0])
 
     # Gallery management.
-    async def list_subjects(self, limit: int, cursor: str | None) -> dict[str, Any]:
+    async def list_subjects(self, limit: int, cursor: str | None) -> SubjectsPage:
         gallery = self.gallery
         try:
             page, next_cursor = await _store_call(gallery.list_subjects, limit, cursor)
         except GalleryError as exc:
             raise InvalidParameter(str(exc)) from None
-        subjects = [
-            {"subject": s.subject, "faces": s.faces, "created_at": _iso(s.created_at)} for s in page
-        ]
-        return {"subjects": subjects, "next_cursor": next_cursor}
+        return SubjectsPage(page, next_cursor)
 
-    async def get_subject(self, subject: str) -> dict[str, Any]:
-        gallery = self.gallery
-        faces = await _store_call(gallery.subject_faces, subject)
+    async def get_subject(self, subject: str) -> Subject:
+        faces = await _store_call(self.gallery.subject_faces, subject)
         if not faces:
             raise NotFound(f"no subject {subject!r}")
-        return {
-            "subject": subject,
-            "created_at": _iso(min(f.created_at for f in faces)),
-            "faces": [
-                {
-                    "face_id": f.face_id,
-                    "box": list(f.box),
-                    "model": {"name": f.model, "version": f.model_version},
-                    "created_at": _iso(f.created_at),
-                    "metadata": f.metadata,
-                }
-                for f in faces
-            ],
-        }
+        return Subject(subject, faces)
 
     async def delete_subject(self, subject: str) -> int:
         count = await _store_call(self.gallery.delete_subject, subject)
@@ -247,23 +208,18 @@ class FaceService:
         if not await _store_call(self.gallery.delete_face, face_id):
             raise NotFound(f"no face {face_id!r}")
 
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> GalleryStatus:
         """Counts after pulling the change feed (as every read), so a write acknowledged by
         another worker or replica is counted."""
         gallery = self.gallery
         await _store_call(gallery.sync)
         faces, subjects = gallery.counts()
         model = gallery.model
-        return {
-            "backend": type(gallery.store).__name__,
-            "faces": faces,
-            "subjects": subjects,
-            "model": {"name": model.name, "version": model.version, "dim": model.dim},
-            "search": "hnsw" if gallery.index.uses_ann else "exact",
-        }
-
-
-def _iso(seconds: float) -> str:
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+        return GalleryStatus(
+            backend=type(gallery.store).__name__,
+            faces=faces,
+            subjects=subjects,
+            model=ModelRef(model.name, model.version),
+            dim=model.dim,
+            search="hnsw" if gallery.index.uses_ann else "exact",
+        )

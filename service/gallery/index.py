@@ -26,7 +26,7 @@ import numpy as np
 
 from service.gallery.records import FaceRecord, GalleryError, checksum
 
-# HNSW parameters: at 1M 128-d faces (service/bench_gallery.py) expansion_search 256 finds the
+# HNSW parameters: at 1M 128-d faces (bench/gallery.py) expansion_search 256 finds the
 # exact nearest face for 97 % of probes and the right subject for 99.4 % (64: 77 % and 88 %),
 # in 3 ms instead of exact search's 43 ms; see docs/BENCHMARKS.md for the sweep.
 CONNECTIVITY = 16

@@ -46,7 +46,7 @@ def prototype_masks(
         raise ValueError(f"boxes must be ({m}, 4), got {boxes.shape}")
     _, hp, wp = prototypes.shape
     # einsum's own loop, not BLAS: a multi-threaded BLAS call this small is ~0.02 ms on an idle
-    # machine but tens of ms when the inference threads hold the cores (service/bench_masks.py).
+    # machine but tens of ms when the inference threads hold the cores (bench/masks.py).
     logits = np.einsum(
         "mp,pk->mk",
         coefficients.astype(np.float32),

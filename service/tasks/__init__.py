@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from service.model_store import StoredPackage
+from pathlib import Path
+
+from service.pipeline.package import InputSpec, StoredPackage
 from service.tasks.base import TaskModel
 from service.tasks.classification import ClassificationModel
 from service.tasks.detection import DetectionModel
@@ -31,9 +33,6 @@ class TaskRegistry:
     def create(self, stored: StoredPackage) -> TaskModel:
         return self.get(stored.package.task)(stored)
 
-    def tasks(self) -> list[str]:
-        return sorted(self._classes)
-
 
 TASKS = TaskRegistry()
 TASKS.register(ClassificationModel)
@@ -42,3 +41,15 @@ TASKS.register(SegmentationModel)
 TASKS.register(InstancesModel)
 TASKS.register(FaceEmbeddingModel)
 TASKS.register(FaceDetectionModel)
+
+
+def graph_specs(stored: StoredPackage) -> list[tuple[str, Path, InputSpec, tuple[str, ...]]]:
+    """(session name, ONNX file, input, outputs read) of every graph of a package: the model's
+    own under its name, each extra graph of a multi-stage model under `<name>/<graph>`."""
+    package = stored.package
+    specs = [(package.name, stored.model_path, package.input, TASKS.create(stored).outputs)]
+    for graph, extra in sorted(package.graphs.items()):
+        specs.append(
+            (f"{package.name}/{graph}", stored.path / extra.file, extra.input, tuple(extra.outputs))
+        )
+    return specs

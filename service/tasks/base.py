@@ -1,26 +1,37 @@
-"""The task interface: preprocess -> (runner) -> postprocess -> response, one module per task."""
+"""The task interface: preprocess -> (runner) -> postprocess -> typed result, one module per task.
+
+Each task declares its request parameters once, as a `TaskParams` model: names, types, bounds
+and descriptions. The REST form, the typed gRPC request mapping and the OIP parameter list are
+derived from it (service/api); a parameter a client leaves out takes the model's default from
+its package (`model.json`'s post-processing config, the same field name), else the field's.
+"""
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from service.errors import InvalidParameter
-from service.imaging import DecodedImage
-from service.model_store import StoredPackage
-from service.onnx_session import BatchOutput
-from service.preprocess import InputTransform, to_model_input
+from service.ops.letterbox import InputTransform
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import ModelRef, StoredPackage
+from service.pipeline.preprocess import to_model_input
+from service.pipeline.session import Infer
 
-# The inference call: (model or `model/graph` name, uint8 batch) -> that batch's outputs.
-Infer = Callable[[str, np.ndarray], Awaitable[BatchOutput]]
 
-ParamsT = TypeVar("ParamsT", bound=BaseModel)
+class TaskParams(BaseModel):
+    """A task's request parameters. Validated with `context={"labels": [...]}` (the model's
+    class names) so a parameter can name classes. Unknown names are refused (422)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+ParamsT = TypeVar("ParamsT", bound=TaskParams)
 ResultT = TypeVar("ResultT")
 PostT = TypeVar("PostT", bound=BaseModel)
 
@@ -30,6 +41,7 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
 
     task: ClassVar[str]
     endpoint: ClassVar[str]
+    params_type: ClassVar[type[TaskParams]]
 
     def __init__(self, stored: StoredPackage) -> None:
         self.stored = stored
@@ -47,6 +59,10 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
         return self.package.name
 
     @property
+    def ref(self) -> ModelRef:
+        return ModelRef(self.package.name, self.stored.version)
+
+    @property
     def input_size(self) -> tuple[int, int]:
         return self.package.input.width, self.package.input.height
 
@@ -56,9 +72,18 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
         reaches `postprocess` as that image's array; several as `{name: array}`."""
         return (self.package.postprocess.output,)
 
-    @abstractmethod
     def parse_params(self, raw: dict[str, Any]) -> ParamsT:
-        """Validate request parameters (raises pydantic.ValidationError)."""
+        """The request's parameters (None: not given) over the model's defaults, validated
+        (raises pydantic.ValidationError)."""
+        values = {k: v for k, v in raw.items() if v is not None}
+        config = self.package.postprocess
+        for name in self.params_type.model_fields:
+            if name not in values and hasattr(config, name):
+                values[name] = getattr(config, name)
+        params = self.params_type.model_validate(
+            values, context={"labels": list(self.package.labels)}
+        )
+        return params  # type: ignore[return-value]
 
     def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
         """Decoded image -> (model input item, the decoded->model-input transform)."""
@@ -86,10 +111,6 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
         """One image's model output (its array, or `{name: array}` for a task with several
         `outputs`; subclasses narrow the type) -> a typed result. `transform` is what
         `preprocess` applied to this image; `image.scale` maps decoded pixels to source pixels."""
-
-    @abstractmethod
-    def to_json(self, result: ResultT) -> dict[str, Any]:
-        """The task-specific response fields."""
 
     def observe(self, result: ResultT) -> int | None:
         """A count to record per image (detections), or None."""

@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from service.imaging import DecodedImage
-from service.model_package import ClassificationPost
+from service.ops.letterbox import InputTransform
 from service.ops.topk import top_k
-from service.preprocess import InputTransform
-from service.results import Classification
-from service.tasks.base import TaskModel
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import ClassificationPost
+from service.tasks.base import TaskModel, TaskParams
+from service.tasks.results import Classification
 
 
-class ClassifyParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClassifyParams(TaskParams):
     # Values above the number of classes are clamped to it.
-    top_k: int = Field(default=5, ge=1)
+    top_k: int = Field(default=5, ge=1, description="How many classes to return (default 5)")
 
 
 class ClassificationModel(TaskModel[ClassifyParams, Classification]):
     task = "classification"
     endpoint = "classify"
+    params_type = ClassifyParams
 
     @property
     def config(self) -> ClassificationPost:
         return self.post_config(ClassificationPost)
-
-    def parse_params(self, raw: dict[str, Any]) -> ClassifyParams:
-        values = {k: v for k, v in raw.items() if v is not None}
-        values.setdefault("top_k", self.config.top_k)
-        return ClassifyParams.model_validate(values)
 
     def postprocess(
         self,
@@ -50,6 +42,3 @@ class ClassificationModel(TaskModel[ClassifyParams, Classification]):
             )
         ids, values = top_k(scores, params.top_k)
         return Classification(ids, values, self.package.labels)
-
-    def to_json(self, result: Classification) -> dict[str, Any]:
-        return {"predictions": result.to_json()}

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from service.imaging import DecodedImage
-from service.model_package import DetectionPost, InstancesPost
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, scale_boxes, unletterbox
+from service.ops.letterbox import InputTransform
 from service.ops.nms import postprocess_detections
-from service.preprocess import InputTransform
-from service.render import draw_detections
-from service.results import Detections
-from service.tasks.base import TaskModel
+from service.ops.render import captions, draw_boxes
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import DetectionPost, InstancesPost
+from service.tasks.base import TaskModel, TaskParams
+from service.tasks.results import Detections
 
 
 def parse_classes(value: object, labels: Sequence[str]) -> frozenset[int] | None:
@@ -77,17 +76,29 @@ def model_to_source(
     return scale_boxes(boxes, sx / transform.scale_x, sy / transform.scale_y)
 
 
-class DetectParams(BaseModel):
-    """Per-request NMS parameters; defaults come from model.json's `DetectionPost`.
-    Validate with `context={"labels": [...]}` so `classes` can be checked."""
+class DetectParams(TaskParams):
+    """Per-request NMS parameters of /detect and /instances; defaults come from model.json's
+    `DetectionPost` / `InstancesPost`. `classes` is checked against the model's labels."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    score_threshold: float = Field(default=0.25, ge=0, le=1)
-    iou_threshold: float = Field(default=0.45, ge=0, le=1)
-    max_detections: int = Field(default=100, ge=1)
-    classes: frozenset[int] | None = None
-    class_agnostic: bool = False
+    score_threshold: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        description="Keep boxes scoring at least this, in [0, 1] (model default 0.25)",
+    )
+    iou_threshold: float = Field(
+        default=0.45, ge=0, le=1, description="NMS IoU threshold in [0, 1] (model default 0.45)"
+    )
+    max_detections: int = Field(
+        default=100, ge=1, description="Most boxes returned, >= 1 (model default 100)"
+    )
+    classes: frozenset[int] | None = Field(
+        default=None,
+        description="Only these classes: labels or ids, comma separated or a JSON list",
+    )
+    class_agnostic: bool = Field(
+        default=False, description="NMS across classes instead of per class (default false)"
+    )
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -96,17 +107,6 @@ class DetectParams(BaseModel):
         if labels is None:
             raise ValueError("classes needs the model's labels (validation context)")
         return parse_classes(value, labels)
-
-
-def parse_detect_params(
-    raw: dict[str, Any], config: DetectionPost | InstancesPost, labels: Sequence[str]
-) -> DetectParams:
-    """Request parameters (None = not given) over the model's defaults, validated."""
-    values = {k: v for k, v in raw.items() if v is not None}
-    values.setdefault("score_threshold", config.score_threshold)
-    values.setdefault("iou_threshold", config.iou_threshold)
-    values.setdefault("max_detections", config.max_detections)
-    return DetectParams.model_validate(values, context={"labels": list(labels)})
 
 
 def detect(
@@ -148,13 +148,11 @@ def detect(
 class DetectionModel(TaskModel[DetectParams, Detections]):
     task = "detection"
     endpoint = "detect"
+    params_type = DetectParams
 
     @property
     def config(self) -> DetectionPost:
         return self.post_config(DetectionPost)
-
-    def parse_params(self, raw: dict[str, Any]) -> DetectParams:
-        return parse_detect_params(raw, self.config, self.package.labels)
 
     def postprocess(
         self,
@@ -165,11 +163,9 @@ class DetectionModel(TaskModel[DetectParams, Detections]):
     ) -> Detections:
         return detect(output, image, transform, params, self.config, self.package.labels)[0]
 
-    def to_json(self, result: Detections) -> dict[str, Any]:
-        return {"detections": result.to_json()}
-
     def observe(self, result: Detections) -> int | None:
         return len(result)
 
     def render(self, pixels: np.ndarray, result: Detections) -> Image.Image:
-        return draw_detections(pixels, result)
+        texts = captions(result.labels, result.class_ids, result.scores)
+        return draw_boxes(pixels, result.boxes, result.class_ids, texts)

@@ -11,36 +11,39 @@ leave in the ORIGINAL (EXIF-upright) image's pixels, boxes clipped to it.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import anyio.to_thread
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
-from pydantic import BaseModel, ConfigDict, Field
+from PIL import Image
+from pydantic import Field
 
-from service.faces_result import Faces
-from service.imaging import DecodedImage
-from service.model_package import FaceDetectionPost
-from service.onnx_session import BatchOutput
 from service.ops import cascade
 from service.ops.boxes import clip_boxes, nondegenerate_mask
-from service.preprocess import InputTransform
-from service.tasks.base import Infer, TaskModel
+from service.ops.letterbox import InputTransform
+from service.ops.render import draw_faces
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import FaceDetectionPost
+from service.pipeline.session import BatchOutput, Infer
+from service.tasks.base import TaskModel, TaskParams
+from service.tasks.results import Faces
 
 # decoded-pixel boxes, scores, landmarks [n, 5, 2] of the cascade's last stage
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]
-BOX_COLOUR = (0, 255, 0)
-LANDMARK_COLOURS = ((255, 0, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255), (0, 255, 255))
 
 
-class FaceDetectParams(BaseModel):
+class FaceDetectParams(TaskParams):
     """Per-request parameters; defaults come from model.json's `FaceDetectionPost`."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    score_threshold: float = Field(default=0.9, ge=0, le=1)
-    max_faces: int = Field(default=100, ge=1)
-    min_face: float | None = Field(default=None, gt=0)  # source pixels; None: the model's
+    score_threshold: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Keep faces scoring at least this, in [0, 1] (model default)",
+    )
+    max_faces: int = Field(default=100, ge=1, description="Most faces per image (model default)")
+    min_face: float | None = Field(
+        default=None, gt=0, description="Smallest face side in pixels searched for"
+    )  # source pixels; None: the model's
 
 
 def _column(output: BatchOutput, name: str) -> np.ndarray:
@@ -57,6 +60,7 @@ def _empty() -> Candidates:
 class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
     task = "face_detection"
     endpoint = "faces/detect"
+    params_type = FaceDetectParams
 
     @property
     def config(self) -> FaceDetectionPost:
@@ -65,12 +69,6 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
     @property
     def outputs(self) -> tuple[str, ...]:
         return (self.config.output, self.config.offsets)
-
-    def parse_params(self, raw: dict[str, Any]) -> FaceDetectParams:
-        values = {k: v for k, v in raw.items() if v is not None}
-        values.setdefault("score_threshold", self.config.score_threshold)
-        values.setdefault("max_faces", self.config.max_faces)
-        return FaceDetectParams.model_validate(values)
 
     def plan(self, image: DecodedImage, min_face: float | None = None) -> list[cascade.Level]:
         """The pyramid of the decoded image; `min_face` in source pixels (default: the model's)."""
@@ -203,26 +201,8 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
         keep = keep[: params.max_faces]
         return Faces(boxes[keep], scores[keep].astype(np.float32), landmarks[keep])
 
-    def to_json(self, result: Faces) -> dict[str, Any]:
-        return {"faces": result.to_json()}
-
     def observe(self, result: Faces) -> int | None:
         return len(result)
 
     def render(self, pixels: np.ndarray, result: Faces) -> Image.Image:
-        """A copy of `pixels` (the faces' coordinate frame) with each face's box, score and
-        landmarks drawn."""
-        img = Image.fromarray(pixels).convert("RGB")
-        draw = ImageDraw.Draw(img)
-        font = ImageFont.load_default()
-        width = max(1, round(min(img.size) / 300))
-        radius = max(2, width + 1)
-        for i in range(len(result)):
-            x1, y1, x2, y2 = (float(v) for v in result.boxes[i])
-            draw.rectangle((x1, y1, x2, y2), outline=BOX_COLOUR, width=width)
-            draw.text((x1 + 2, y1 + 2), f"face {float(result.scores[i]):.2f}", BOX_COLOUR, font)
-            if result.landmarks is None:
-                continue
-            for (x, y), colour in zip(result.landmarks[i], LANDMARK_COLOURS, strict=True):
-                draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
-        return img
+        return draw_faces(pixels, result.boxes, result.scores, result.landmarks)

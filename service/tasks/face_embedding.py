@@ -8,21 +8,18 @@ landmarks) and the crops of one image go to the model as one batch. On its own
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
-from service.faces_result import Faces
-from service.imaging import DecodedImage
-from service.model_package import FaceEmbeddingPost
 from service.ops.align import crop_box, warp_face
-from service.preprocess import InputTransform
-from service.tasks.base import TaskModel
+from service.ops.letterbox import InputTransform
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import FaceEmbeddingPost
+from service.tasks.base import TaskModel, TaskParams
+from service.tasks.results import Faces
 
 
-class EmbedParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EmbedParams(TaskParams):
+    """The embedder on its own takes no parameters (the face pipeline's are the detector's)."""
 
 
 def whole_image_face(image: DecodedImage) -> Faces:
@@ -41,6 +38,7 @@ def normalise(embeddings: np.ndarray) -> np.ndarray:
 class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
     task = "face_embedding"
     endpoint = "faces/embed"
+    params_type = EmbedParams
 
     @property
     def config(self) -> FaceEmbeddingPost:
@@ -49,9 +47,6 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
     @property
     def threshold(self) -> float:
         return self.config.threshold
-
-    def parse_params(self, raw: dict[str, Any]) -> EmbedParams:
-        return EmbedParams.model_validate({k: v for k, v in raw.items() if v is not None})
 
     def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]:
         """The whole image as one face: squared around its centre (widened by `box_margin`)
@@ -91,6 +86,3 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
                 f"model output has {embedding.shape[1]} values, dim is {self.config.dim}"
             )
         return whole_image_face(image).with_embeddings(embedding)
-
-    def to_json(self, result: Faces) -> dict[str, Any]:
-        return {"faces": result.to_json()}

@@ -11,19 +11,17 @@ thresholded at `mask_threshold` and encoded as COCO compressed RLE.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from PIL import Image
 
-from service.imaging import DecodedImage
-from service.model_package import InstancesPost
+from service.ops.letterbox import InputTransform
 from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
-from service.preprocess import InputTransform
-from service.render import draw_instances
-from service.results import Instances
+from service.ops.render import captions, draw_boxes, draw_masks
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import InstancesPost
 from service.tasks.base import TaskModel
-from service.tasks.detection import DetectParams, detect, parse_detect_params
+from service.tasks.detection import DetectParams, detect
+from service.tasks.results import Instances
 
 
 def source_to_prototype(image: DecodedImage, transform: InputTransform, stride: int) -> Affine1D:
@@ -41,6 +39,7 @@ def source_to_prototype(image: DecodedImage, transform: InputTransform, stride: 
 class InstancesModel(TaskModel[DetectParams, Instances]):
     task = "instances"
     endpoint = "instances"
+    params_type = DetectParams
 
     @property
     def config(self) -> InstancesPost:
@@ -50,9 +49,6 @@ class InstancesModel(TaskModel[DetectParams, Instances]):
     def outputs(self) -> tuple[str, ...]:
         config = self.config
         return config.output, config.coefficients, config.prototypes
-
-    def parse_params(self, raw: dict[str, Any]) -> DetectParams:
-        return parse_detect_params(raw, self.config, self.package.labels)
 
     def postprocess(
         self,
@@ -91,11 +87,10 @@ class InstancesModel(TaskModel[DetectParams, Instances]):
             areas.append(int(np.count_nonzero(crop)))
         return Instances(detections, tuple(masks), np.array(areas, dtype=np.int64))
 
-    def to_json(self, result: Instances) -> dict[str, Any]:
-        return {"instances": result.to_json()}
-
     def observe(self, result: Instances) -> int | None:
         return len(result)
 
     def render(self, pixels: np.ndarray, result: Instances) -> Image.Image:
-        return draw_instances(pixels, result)
+        d = result.detections
+        tinted = draw_masks(pixels, result.masks, d.class_ids)
+        return draw_boxes(tinted, d.boxes, d.class_ids, captions(d.labels, d.class_ids, d.scores))

@@ -7,38 +7,30 @@ to the source size, which undoes both the model resize and reduced-scale decodin
 
 from __future__ import annotations
 
-import base64
-from typing import Any
-
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
 
-from service.imaging import DecodedImage
-from service.model_package import SegmentationPost
-from service.ops.label_maps import check_label_map, content_region, encode_png, to_source
-from service.preprocess import InputTransform
-from service.render import draw_segmentation
-from service.results import SegmentationMap
-from service.tasks.base import TaskModel
+from service.ops.label_maps import check_label_map, content_region, to_source
+from service.ops.letterbox import InputTransform
+from service.ops.render import draw_label_map
+from service.pipeline.imaging import DecodedImage
+from service.pipeline.package import SegmentationPost
+from service.tasks.base import TaskModel, TaskParams
+from service.tasks.results import SegmentationMap
 
 
-class SegmentParams(BaseModel):
+class SegmentParams(TaskParams):
     """No per-request parameters yet; unknown ones are rejected (422)."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class SegmentationModel(TaskModel[SegmentParams, SegmentationMap]):
     task = "segmentation"
     endpoint = "segment"
+    params_type = SegmentParams
 
     @property
     def config(self) -> SegmentationPost:
         return self.post_config(SegmentationPost)
-
-    def parse_params(self, raw: dict[str, Any]) -> SegmentParams:
-        return SegmentParams.model_validate({k: v for k, v in raw.items() if v is not None})
 
     def postprocess(
         self,
@@ -67,13 +59,6 @@ class SegmentationModel(TaskModel[SegmentParams, SegmentationMap]):
         class_ids = to_source(out.astype(np.uint8, copy=False), region, image.width, image.height)
         return SegmentationMap(class_ids, labels)
 
-    def to_json(self, result: SegmentationMap) -> dict[str, Any]:
-        data = base64.b64encode(encode_png(result.class_ids)).decode("ascii")
-        return {
-            "labels": list(result.labels),
-            "mask": {"encoding": "png", "data": data},
-            "classes": result.to_json(),
-        }
-
     def render(self, pixels: np.ndarray, result: SegmentationMap) -> Image.Image:
-        return draw_segmentation(pixels, result)
+        present, _ = result.fractions()
+        return draw_label_map(pixels, result.class_ids, result.labels, present)

@@ -1,0 +1,25 @@
+"""Decoded pixels -> the model's uint8 input. Normalisation lives in the ONNX graph.
+
+Every resize returns the `InputTransform` it applied alongside the array, so a task can map
+model-input coordinates back to the decoded image per request (no global state).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.ops.letterbox import InputTransform, letterbox, resize_stretch
+from service.pipeline.package import InputSpec
+
+
+def to_model_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, InputTransform]:
+    """HxWx3 uint8 RGB -> one model input item (HWC or CHW per the spec's layout) and the
+    transform from decoded pixels to model-input pixels."""
+    if spec.resize == "letterbox":
+        item, transform = letterbox(pixels, spec.width, spec.height, spec.pad_value)
+    else:
+        item = resize_stretch(pixels, spec.width, spec.height)
+        transform = InputTransform(spec.width / pixels.shape[1], spec.height / pixels.shape[0])
+    if spec.layout == "NCHW":
+        item = np.ascontiguousarray(item.transpose(2, 0, 1))
+    return item, transform
