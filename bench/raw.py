@@ -23,10 +23,6 @@ class RawResult:
     def images_per_s(self) -> float:
         return self.batch * 1000 / self.ms_per_batch
 
-    @property
-    def ms_per_image(self) -> float:
-        return self.ms_per_batch / self.batch
-
 
 def item_shape(package: ModelPackage) -> tuple[int, int, int]:
     spec = package.input

@@ -73,10 +73,6 @@ class RequestTimeout(ApiError):
     code, status = "timeout", 504
 
 
-class NotReady(ApiError):
-    code, status = "not_ready", 503
-
-
 class GalleryUnavailable(ApiError):
     code, status = "gallery_unavailable", 503
 

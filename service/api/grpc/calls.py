@@ -44,7 +44,6 @@ STATUS_BY_ERROR = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "payload_too_large": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "overloaded": grpc.StatusCode.UNAVAILABLE,
-    "not_ready": grpc.StatusCode.UNAVAILABLE,
     "gallery_unavailable": grpc.StatusCode.UNAVAILABLE,
     "timeout": grpc.StatusCode.DEADLINE_EXCEEDED,
 }

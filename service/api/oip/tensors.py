@@ -29,7 +29,6 @@ NUMPY_BY_DATATYPE: dict[str, np.dtype] = {
     "FP32": np.dtype("<f4"),
     "FP64": np.dtype("<f8"),
 }
-DATATYPES = (*NUMPY_BY_DATATYPE, "BYTES")
 _LENGTH = struct.Struct("<I")
 
 
