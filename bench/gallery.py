@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.micro import BENCHMARKS_MD, publish
+from bench.micro import destination, micro_parser, publish
 from service.faces.gallery import FaceGallery
 from service.gallery.index import CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH, EmbeddingIndex
 from service.gallery.records import EmbeddingModel
@@ -170,7 +170,7 @@ def row(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gallery", description=__doc__)
+    parser = micro_parser("bench.gallery", __doc__)
     parser.add_argument("--sizes", default="1000,10000,100000,1000000")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=500)
@@ -183,8 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         help="expansion_search values tried at the largest size ('' for none)",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="for the SQLite files")
-    parser.add_argument("--no-record", action="store_true", help="print only")
-    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     load_start = os.getloadavg()
@@ -219,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "OPENBLAS_NUM_THREADS=1 as in the server processes",
     ]
     publish("bench.gallery", argv, details, table, heading=HEADING,
-            output=None if args.no_record else args.output, load_start=load_start)  # fmt: skip
+            output=destination(args), load_start=load_start)  # fmt: skip
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ from bench.stats import (
     parse_samples,
     stage_means_ms,
 )
+from service.serving.backends import api_name
 
 
 def say(text: str) -> None:
@@ -47,10 +47,6 @@ def endpoint_for(task: str) -> str:
         raise ValueError(f"vision bench has no endpoint for task {task!r}") from None
 
 
-def _api_name(model: str) -> str:  # service.serving.runner.api_name, without importing the runner
-    return "infer_" + re.sub(r"[^a-z0-9_]", "_", model.lower())
-
-
 def measure_level(
     server: ServerProcess,
     request: Request,
@@ -69,7 +65,7 @@ def measure_level(
     seconds = time.perf_counter() - t0
     ours, other = host.cpu_split(before, host.cpu_snapshot(roots), seconds)
     d = delta(parse_samples(result.metrics_before), parse_samples(result.metrics_after))
-    api = _api_name(model)
+    api = api_name(model)
     batch = histogram_mean(d, BATCH_METRIC, {"method_name": api}) if mode == "on" else None
     gateway = histogram_mean(d, REQUEST_METRIC, {"service_name": "vision", "endpoint": endpoint})
     runner = histogram_mean(

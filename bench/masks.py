@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 
-from bench.micro import BENCHMARKS_MD, median_ms, publish
+from bench.micro import destination, median_ms, micro_parser, publish
 from service.ops.label_maps import class_fractions, content_region, encode_png, to_source
 from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
 
@@ -166,7 +165,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.masks", description=__doc__)
+    parser = micro_parser("bench.masks", __doc__)
     parser.add_argument(
         "--sizes",
         type=parse_size,
@@ -174,8 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         default=[(320, 240), (640, 480), (1280, 960), (1920, 1080)],
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="print only")
-    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
     args = parser.parse_args(argv)
 
     load_start = os.getloadavg()
@@ -193,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{MODEL_SIDE}x{MODEL_SIDE} letterbox; seed {args.seed}; median of 5-100 calls"
     ]
     table = render(args.sizes, inst, seg)
-    output = None if args.no_record else args.output
-    publish("bench.masks", argv, details, table, heading=HEADING, output=output,
+    publish("bench.masks", argv, details, table, heading=HEADING, output=destination(args),
             load_start=load_start)  # fmt: skip
     return 0
 

@@ -1,9 +1,10 @@
-"""Shared parts of the micro-benchmarks (bench/nms.py, bench_masks.py,
-bench_seg_output.py): timing, the machine line, and the dated section each appends to its
+"""Shared parts of the micro-benchmarks (bench/nms.py, masks.py, seg_output.py, gallery.py):
+their command line, timing, the machine line, and the dated section each appends to its
 heading in docs/BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -13,6 +14,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 BENCHMARKS_MD = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+
+
+def micro_parser(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A micro-benchmark's command line (`python -m bench.<name>`): its own flags, then
+    `--no-record` (print only) and `--output` (the markdown file it appends to)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc)
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
+    return parser
+
+
+def destination(args: argparse.Namespace) -> Path | None:
+    """Where the run is recorded: `--output`, or nowhere with `--no-record`."""
+    return None if args.no_record else Path(args.output)
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:

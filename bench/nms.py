@@ -11,16 +11,14 @@ torch is imported here only, never by the service.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 
-from bench.micro import BENCHMARKS_MD, median_ms, publish
+from bench.micro import destination, median_ms, micro_parser, publish
 from service.ops.nms import batched_nms
 
 HEADING = "## NMS"
@@ -70,12 +68,10 @@ def render(rows: list[tuple[int, int, float, float, bool]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.nms", description=__doc__)
+    parser = micro_parser("bench.nms", __doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-record", action="store_true", help="print only")
-    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
     args = parser.parse_args(argv)
     try:
         import torch
@@ -106,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         "\\* same kept boxes in the same score order (equal scores may swap: torch's sort is "
         "not stable)"
     )
-    output = None if args.no_record else args.output
-    publish("bench.nms", argv, details, render(rows), heading=HEADING, output=output,
+    publish("bench.nms", argv, details, render(rows), heading=HEADING, output=destination(args),
             load_start=load_start, footer=footer)  # fmt: skip
     return 0
 

@@ -18,7 +18,6 @@ pixels differ). Needs the `onnx` package (train extra).
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.micro import BENCHMARKS_MD, median_ms, publish
+from bench.micro import destination, median_ms, micro_parser, publish
 from service.ops.label_maps import content_region, to_source
 from service.pipeline.package import ModelPackage
 
@@ -126,12 +125,10 @@ def run_in_numpy(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.seg_output", description=__doc__)
+    parser = micro_parser("bench.seg_output", __doc__)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="segmentation package")
     parser.add_argument("--sizes", nargs="+", default=["320x240", "640x480", "1280x960"])
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--no-record", action="store_true", help="print only")
-    parser.add_argument("--output", type=Path, default=BENCHMARKS_MD)
     args = parser.parse_args(argv)
     try:
         import onnxruntime as ort
@@ -185,8 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {pkg.name} {pkg.version} ({side}x{side} input, {len(pkg.labels)} classes), "
         f"onnxruntime {ort.__version__} CPU, 1 thread, batch 1; median of {args.repeats} calls"
     ]
-    output = None if args.no_record else args.output
-    publish("bench.seg_output", argv, details, table, heading=HEADING, output=output,
+    publish("bench.seg_output", argv, details, table, heading=HEADING, output=destination(args),
             load_start=load_start)  # fmt: skip
     return 0
 

@@ -146,31 +146,28 @@ def _overload_reason(retry_after: str | None, ms: float) -> str:
 # ---- REST ----
 
 
+def _image_task(endpoint: str, weight: int, fields: dict[str, str] | None = None) -> Any:
+    """A REST user's task (of `weight`) posting a sample image to an image route."""
+
+    @task(weight)
+    @needs(endpoint)
+    def post(self: VisionRestUser) -> None:
+        self._post(endpoint, _image(), fields)
+
+    post.__name__ = endpoint.strip("/")
+    return post
+
+
 class VisionRestUser(HttpUser):
     """The REST API on the HTTP port, multipart uploads."""
 
     weight = 3
     wait_time = _wait_time()
 
-    @task(20)
-    @needs("/classify")
-    def classify(self) -> None:
-        self._post("/classify", _image(), {"top_k": "5"})
-
-    @task(12)
-    @needs("/detect")
-    def detect(self) -> None:
-        self._post("/detect", _image())
-
-    @task(6)
-    @needs("/segment")
-    def segment(self) -> None:
-        self._post("/segment", _image())
-
-    @task(6)
-    @needs("/instances")
-    def instances(self) -> None:
-        self._post("/instances", _image())
+    classify = _image_task("/classify", 20, {"top_k": "5"})
+    detect = _image_task("/detect", 12)
+    segment = _image_task("/segment", 6)
+    instances = _image_task("/instances", 6)
 
     @task(10)
     @needs("/faces/identify")

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.pipeline.package import DetectionPost
-from tests.fixture_packages import write_fixture_package
+from tests.fixture_packages import colour_boxes, write_fixture_package
 
 NAME = "geometry-detector"
 LABELS = ["red", "green", "blue"]
@@ -35,42 +35,19 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
     class ColourBoxes(torch.nn.Module):
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.float()  # [N, H, W, 3]
-            n, h, w = x.shape[0], x.shape[1], x.shape[2]
-            xs = torch.arange(w, dtype=torch.float32)
-            ys = torch.arange(h, dtype=torch.float32)
-            boxes, scores = [], []
-            for c in range(3):
-                others = [i for i in range(3) if i != c]
-                mask = (x[..., c] > 128) & (x[..., others[0]] < 64) & (x[..., others[1]] < 64)
-                cols = mask.float().amax(dim=1) > 0  # [N, W]
-                rows = mask.float().amax(dim=2) > 0  # [N, H]
-                x1 = torch.where(cols, xs, torch.full_like(xs, float(w))).amin(dim=1)
-                x2 = torch.where(cols, xs + 1, torch.zeros_like(xs)).amax(dim=1)
-                y1 = torch.where(rows, ys, torch.full_like(ys, float(h))).amin(dim=1)
-                y2 = torch.where(rows, ys + 1, torch.zeros_like(ys)).amax(dim=1)
-                present = cols.float().amax(dim=1)  # [N]
-                boxes.append(torch.stack([x1, y1, x2, y2], dim=1))
-                onehot = torch.zeros(3)
-                onehot[c] = SCORES[c]
-                scores.append(present[:, None] * onehot[None, :])
+            boxes, scores = colour_boxes(x, SCORES)
             grow = torch.tensor([-GROW, -GROW, GROW, GROW])
             boxes.append(boxes[0] + grow)
             scores.append(scores[0] * (RED_DUPLICATE / SCORES[0]))
             out = torch.cat([torch.stack(boxes, dim=1), torch.stack(scores, dim=1)], dim=2)
-            return out.reshape(n, 4, 4 + 3)
+            return out.reshape(x.shape[0], 4, 4 + 3)
 
     return ColourBoxes().eval()
 
 
 def write_package(directory: Path) -> Path:
     """Export the module to `directory`/model.onnx and write model.json; returns `directory`."""
+    about = "Deterministic colour-box detector: a test instrument, not a trained model."
     return write_fixture_package(
-        directory,
-        build_module(),
-        name=NAME,
-        size=SIZE,
-        labels=LABELS,
-        postprocess=DetectionPost(),
-        description="Deterministic colour-box detector: a test instrument, not a trained model.",
-        source="tests/detection_fixture.py",
+        directory, build_module(), (NAME, SIZE, LABELS, DetectionPost(), about)
     )

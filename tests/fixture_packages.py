@@ -1,5 +1,7 @@
-"""Write a hand-written torch module as a model package (ONNX + model.json): the shared part of
-the deterministic test-instrument models (tests/detection_fixture.py, segmentation_fixture.py)."""
+"""The shared parts of the deterministic test-instrument models (tests/detection_fixture.py,
+instances_fixture.py, segmentation_fixture.py): the colour rule they all see with, writing a
+hand-written torch module as a model package (ONNX + model.json), drawn scenes, and the checks
+of an annotated image answer."""
 
 from __future__ import annotations
 
@@ -10,23 +12,52 @@ from typing import Any
 from service.pipeline.package import InputSpec, ModelPackage, PostProcessing, Provenance
 
 
+def colour_masks(x: Any) -> list[Any]:
+    """The fixtures' rule (torch): pixel (of float [N, H, W, 3]) is colour c when channel c is
+    > 128 and the other two are < 64 (the grey letterbox border is none); a bool [N, H, W] mask
+    per colour red, green, blue."""
+    masks = []
+    for c in range(3):
+        a, b = (i for i in range(3) if i != c)
+        masks.append((x[..., c] > 128) & (x[..., a] < 64) & (x[..., b] < 64))
+    return masks
+
+
+def colour_boxes(x: Any, scores: tuple[float, ...]) -> tuple[list[Any], list[Any]]:
+    """Per colour c: the bounding box [N, 4] of its pixels (model-input pixels) and class scores
+    [N, 3], one-hot c * scores[c] (0 where the colour is absent)."""
+    import torch
+
+    h, w = x.shape[1], x.shape[2]
+    xs, ys = torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32)
+    boxes, rows_of_scores = [], []
+    for c, mask in enumerate(colour_masks(x)):
+        cols = mask.float().amax(dim=1) > 0  # [N, W]
+        rows = mask.float().amax(dim=2) > 0  # [N, H]
+        x1 = torch.where(cols, xs, torch.full_like(xs, float(w))).amin(dim=1)
+        x2 = torch.where(cols, xs + 1, torch.zeros_like(xs)).amax(dim=1)
+        y1 = torch.where(rows, ys, torch.full_like(ys, float(h))).amin(dim=1)
+        y2 = torch.where(rows, ys + 1, torch.zeros_like(ys)).amax(dim=1)
+        boxes.append(torch.stack([x1, y1, x2, y2], dim=1))
+        onehot = torch.zeros(3)
+        onehot[c] = scores[c]
+        rows_of_scores.append(cols.float().amax(dim=1)[:, None] * onehot[None, :])
+    return boxes, rows_of_scores
+
+
 def write_fixture_package(
     directory: Path,
     module: Any,  # torch.nn.Module; torch is imported lazily (a train-extra package)
-    *,
-    name: str,
-    size: int,
-    labels: list[str],
-    postprocess: PostProcessing,
-    description: str,
-    source: str,
+    spec: tuple[str, int, list[str], PostProcessing, str],
     outputs: list[str] | None = None,
 ) -> Path:
     """Export `module` (uint8 NHWC `images` in; outputs named `outputs`, default the one
     `postprocess.output`) with a dynamic batch to `directory`/model.onnx, write model.json;
-    returns `directory`."""
+    returns `directory`. `spec`: the package's name, input size, labels, post-processing config
+    and description."""
     import torch
 
+    name, size, labels, postprocess, description = spec
     directory.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     names = outputs or [postprocess.output]
@@ -51,7 +82,7 @@ def write_fixture_package(
         labels=labels,
         postprocess=postprocess,
         provenance=Provenance(
-            command=source,
+            command=f"tests/ fixture {name}",
             seed=0,
             data="none (hand-written module)",
             git_commit="unknown",
@@ -83,3 +114,60 @@ def post_image(server: Any, path: str, data: bytes, **fields: object) -> Any:
     return server.client.post(
         path, files={"image": ("image", data, "application/octet-stream")}, data=form
     )
+
+
+# The ways to ask for the annotated image: (form fields, headers, media type, Pillow format).
+ANNOTATED = [
+    ({"format": "png"}, {}, "image/png", "PNG"),
+    ({"format": "jpeg"}, {}, "image/jpeg", "JPEG"),
+    ({}, {"accept": "image/png"}, "image/png", "PNG"),
+    ({}, {"accept": "image/jpeg, */*;q=0.1"}, "image/jpeg", "JPEG"),
+]
+
+
+def annotated_difference(server: Any, path: str, pixels: Any, how: tuple[Any, ...]) -> Any:
+    """POST `pixels` (PNG) to `path` asking for the annotated image as `how` (an ANNOTATED
+    entry); checks the answer's media type, format and size, and returns how far each of its
+    pixels is from the input (max over channels, int [H, W])."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    fields, headers, media_type, fmt = how
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    files = {"image": ("image", buf.getvalue(), "image/png")}
+    r = server.client.post(path, files=files, data=fields, headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == media_type
+    img = Image.open(io.BytesIO(r.content))
+    assert img.format == fmt and img.size == (pixels.shape[1], pixels.shape[0])
+    return np.abs(np.asarray(img.convert("RGB")).astype(int) - pixels).max(axis=2)
+
+
+def varied_scenes(count: int = 48) -> list[tuple[int, int, Rects]]:
+    """`count` scenes of different sizes, each with one rectangle of a colour (cycling)."""
+    cases = []
+    for i in range(count):
+        width, height = 120 + 7 * i, 90 + 5 * (i % 9)
+        colour = ((255, 0, 0), (0, 255, 0), (0, 0, 255))[i % 3]
+        rects: Rects = [(colour, [5 + i, 10, 5 + i + 60, 10 + 50 + i % 20])]
+        cases.append((width, height, rects))
+    return cases
+
+
+def post_concurrently(server: Any, path: str, cases: list[tuple[int, int, Rects]]) -> list[Any]:
+    """Every case's scene (PNG) posted to `path` at once, 24 at a time; the answers in order."""
+    import concurrent.futures
+    import io
+
+    from PIL import Image
+
+    def post(case: tuple[int, int, Rects]) -> Any:
+        buf = io.BytesIO()
+        Image.fromarray(scene(*case)).save(buf, format="PNG")
+        return post_image(server, path, buf.getvalue())
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        return list(pool.map(post, cases))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from service.pipeline.package import InstancesPost
-from tests.fixture_packages import write_fixture_package
+from tests.fixture_packages import colour_boxes, colour_masks, write_fixture_package
 
 NAME = "geometry-instances"
 LABELS = ["red", "green", "blue"]
@@ -37,29 +37,13 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
     class ColourInstances(torch.nn.Module):
         def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
             x = images.float()  # [N, H, W, 3]
-            n, h, w = x.shape[0], x.shape[1], x.shape[2]
-            xs = torch.arange(w, dtype=torch.float32)
-            ys = torch.arange(h, dtype=torch.float32)
-            boxes, scores, masks = [], [], []
-            for c in range(3):
-                others = [i for i in range(3) if i != c]
-                mask = (x[..., c] > 128) & (x[..., others[0]] < 64) & (x[..., others[1]] < 64)
-                cols = mask.float().amax(dim=1) > 0  # [N, W]
-                rows = mask.float().amax(dim=2) > 0  # [N, H]
-                x1 = torch.where(cols, xs, torch.full_like(xs, float(w))).amin(dim=1)
-                x2 = torch.where(cols, xs + 1, torch.zeros_like(xs)).amax(dim=1)
-                y1 = torch.where(rows, ys, torch.full_like(ys, float(h))).amin(dim=1)
-                y2 = torch.where(rows, ys + 1, torch.zeros_like(ys)).amax(dim=1)
-                present = cols.float().amax(dim=1)  # [N]
-                boxes.append(torch.stack([x1, y1, x2, y2], dim=1))
-                onehot = torch.zeros(3)
-                onehot[c] = SCORES[c]
-                scores.append(present[:, None] * onehot[None, :])
-                masks.append(mask.float())
+            boxes, scores = colour_boxes(x, SCORES)
+            masks = [mask.float() for mask in colour_masks(x)]
             detections = torch.cat([torch.stack(boxes, dim=1), torch.stack(scores, dim=1)], dim=2)
             pooled = torch.nn.functional.avg_pool2d(torch.stack(masks, dim=1), STRIDE)
             prototypes = pooled * 20.0 - 10.0  # [N, 3, H / STRIDE, W / STRIDE]
             coefficients = torch.ones_like(x[:, 0, 0, 0])[:, None, None] * torch.eye(3)[None]
+            n = x.shape[0]
             return detections.reshape(n, 3, 4 + 3), coefficients.reshape(n, 3, 3), prototypes
 
     return ColourInstances().eval()
@@ -68,14 +52,7 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
 def write_package(directory: Path) -> Path:
     """Export the module to `directory`/model.onnx and write model.json; returns `directory`."""
     post = InstancesPost(prototype_stride=STRIDE)
-    return write_fixture_package(
-        directory,
-        build_module(),
-        name=NAME,
-        size=SIZE,
-        labels=LABELS,
-        postprocess=post,
-        description="Deterministic colour instance segmenter: a test instrument, not a model.",
-        source="tests/instances_fixture.py",
-        outputs=[post.output, post.coefficients, post.prototypes],
-    )
+    about = "Deterministic colour instance segmenter: a test instrument, not a model."
+    spec = (NAME, SIZE, LABELS, post, about)
+    outputs = [post.output, post.coefficients, post.prototypes]
+    return write_fixture_package(directory, build_module(), spec, outputs)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from service.pipeline.package import SegmentationPost
-from tests.fixture_packages import write_fixture_package
+from tests.fixture_packages import colour_masks, write_fixture_package
 
 NAME = "geometry-segmenter"
 LABELS = ["background", "red", "green", "blue"]
@@ -41,9 +41,7 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = images.float()  # [N, H, W, 3]
             ids = torch.zeros_like(x[..., 0])
-            for c in range(3):
-                a, b = (i for i in range(3) if i != c)
-                mask = (x[..., c] > 128) & (x[..., a] < 64) & (x[..., b] < 64)
+            for c, mask in enumerate(colour_masks(x)):
                 ids = ids + mask.float() * float(c + 1)
             return ids.to(torch.uint8)
 
@@ -52,13 +50,6 @@ def build_module():  # -> torch.nn.Module (torch is imported lazily: a train-ext
 
 def write_package(directory: Path) -> Path:
     """Export the module to `directory`/model.onnx and write model.json; returns `directory`."""
-    return write_fixture_package(
-        directory,
-        build_module(),
-        name=NAME,
-        size=SIZE,
-        labels=LABELS,
-        postprocess=SegmentationPost(),
-        description="Deterministic colour segmenter: a test instrument, not a trained model.",
-        source="tests/segmentation_fixture.py",
-    )
+    about = "Deterministic colour segmenter: a test instrument, not a trained model."
+    spec = (NAME, SIZE, LABELS, SegmentationPost(), about)
+    return write_fixture_package(directory, build_module(), spec)

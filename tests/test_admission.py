@@ -25,6 +25,17 @@ def arm(gate: Admission) -> None:
     gate.finished(gate.started(), refused=True)
 
 
+def busy(calls: int, armed: bool = True) -> tuple[Clock, Admission]:
+    """A gate (1 s budget) on the test's clock with `calls` started, armed by a refusal."""
+    clock = Clock()
+    gate = Admission(budget_s=1.0, clock=clock)
+    for _ in range(calls):
+        gate.started()
+    if armed:
+        arm(gate)
+    return clock, gate
+
+
 def test_few_calls_in_flight_are_always_admitted() -> None:
     clock = Clock()
     gate = Admission(budget_s=1.0, clock=clock)
@@ -37,11 +48,7 @@ def test_few_calls_in_flight_are_always_admitted() -> None:
 
 
 def test_the_predicted_wait_follows_littles_law() -> None:
-    clock = Clock()
-    gate = Admission(budget_s=1.0, clock=clock)
-    for _ in range(30):
-        gate.started()
-    arm(gate)
+    clock, gate = busy(30)
     clock.now += 0.5
     for _ in range(10):  # 10 done in 0.5 s of busy period: 20/s
         gate.finished()
@@ -84,11 +91,7 @@ def test_refused_calls_arm_the_gate_and_do_not_count_as_completions() -> None:
 
 
 def test_the_gate_disarms_when_the_load_recedes() -> None:
-    clock = Clock()
-    gate = Admission(budget_s=1.0, clock=clock)
-    for _ in range(20):
-        gate.started()
-    arm(gate)
+    clock, gate = busy(20)
     clock.now += 1.0
     for _ in range(10):
         gate.finished()  # 10/s, 10 in flight: 1.1 s

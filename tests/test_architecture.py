@@ -244,3 +244,49 @@ def test_the_bento_lists_exactly_what_the_service_imports() -> None:
     assert listed - imported == set(), "in bentofile.yaml but not imported by service/"
     assert packages == pyproject_serving(), "bentofile.yaml and pyproject.toml disagree"
     assert "torch" not in listed and "bentoml" in listed
+
+
+# ---- docs/ARCHITECTURE.md names the code as it is ----
+
+ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
+
+
+def test_every_file_the_architecture_names_exists() -> None:
+    import re
+
+    text = ARCHITECTURE.read_text()
+    paths = set(re.findall(r"`((?:service|training|bench|tests)/[\w/.]+\.py)`", text))
+    assert len(paths) > 20
+    assert [p for p in paths if not (ROOT / p).is_file()] == []
+
+
+def test_every_function_the_architecture_names_is_in_its_file() -> None:
+    """`name` (`file.py`) and `Class.method` (`file.py`): the name is defined in that file."""
+    import re
+
+    text = " ".join(ARCHITECTURE.read_text().split())
+    pairs = re.findall(
+        r"`([A-Za-z_][\w.]*)(?:\([^`]*\))?`\s*\(`((?:service|training|bench)/[\w/]+\.py)`", text
+    )
+    assert len(pairs) > 15
+    missing = []
+    for name, path in pairs:
+        tree = ast.parse((ROOT / path).read_text())
+        defined = {
+            n.name
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        }
+        defined |= {
+            t.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign)
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        parts = name.split(".")
+        if parts[0] == Path(path).stem:  # `module.function`
+            parts = parts[1:]
+        if not set(parts) <= defined:
+            missing.append(f"{name} ({path})")
+    assert missing == []

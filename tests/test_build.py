@@ -32,3 +32,20 @@ def test_bentoml_build_lists_the_models(tmp_path: Path) -> None:
         package = ModelPackage.load(manifest.parent)
         expected.add(f"{package.name}:{content_version(manifest.parent, package)}")
     assert expected and expected <= tags
+
+
+def test_bentoml_build_without_imported_models_says_how_to_import_them(tmp_path: Path) -> None:
+    """`bentoml build` run as documented, but with a BENTOML_HOME that holds no models (the
+    default ~/bentoml, say), stops with the instruction instead of packing a Bento with none."""
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
+    run = subprocess.run(
+        [sys.executable, "-m", "bentoml", "build"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode != 0
+    assert "no vision model in the BentoML model store" in run.stdout + run.stderr
+    assert "vision import-models" in run.stdout + run.stderr
+    assert not list((tmp_path / "bentos").glob("*/*/bento.yaml"))

@@ -11,13 +11,13 @@ import io
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.detection_fixture import NAME, SIZE, write_package
+from tests.fixture_packages import ANNOTATED, annotated_difference, post_image, scene
 from tests.samples import _UNDO_ORIENTATION
 
 pytestmark = pytest.mark.slow
@@ -36,17 +36,7 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def detect(server: Server, data: bytes, **fields: object) -> httpx.Response:
-    form = {k: str(v) for k, v in fields.items()}
-    return server.client.post(
-        "/detect", files={"image": ("image", data, "application/octet-stream")}, data=form
-    )
-
-
-def scene(width: int, height: int, rects: list[tuple[tuple[int, int, int], list[int]]]):
-    pixels = np.zeros((height, width, 3), np.uint8)
-    for colour, (x1, y1, x2, y2) in rects:
-        pixels[y1:y2, x1:x2] = colour
-    return pixels
+    return post_image(server, "/detect", data, **fields)
 
 
 def tolerance(width: int, height: int) -> float:
@@ -186,29 +176,10 @@ def test_bad_image_is_400(detector: Server) -> None:
     assert r.json()["error"]["code"] == "invalid_image"
 
 
-@pytest.mark.parametrize(
-    ("fields", "headers", "media_type", "fmt"),
-    [
-        ({"format": "png"}, {}, "image/png", "PNG"),
-        ({"format": "jpeg"}, {}, "image/jpeg", "JPEG"),
-        ({}, {"accept": "image/png"}, "image/png", "PNG"),
-        ({}, {"accept": "image/jpeg, */*;q=0.1"}, "image/jpeg", "JPEG"),
-    ],
-)
-def test_annotated_image_response(detector: Server, fields, headers, media_type, fmt) -> None:
+@pytest.mark.parametrize("how", ANNOTATED)
+def test_annotated_image_response(detector: Server, how: tuple) -> None:
     pixels = scene(333, 211, [(RED, [30, 40, 200, 150])])
-    r = detector.client.post(
-        "/detect",
-        files={"image": ("image", encode(pixels), "image/png")},
-        data=fields,
-        headers=headers,
-    )
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == media_type
-    img = Image.open(io.BytesIO(r.content))
-    assert img.format == fmt and img.size == (333, 211)
-    drawn = np.asarray(img.convert("RGB")).astype(int)
-    assert np.abs(drawn - pixels).max() > 100  # something was drawn
+    assert annotated_difference(detector, "/detect", pixels, how).max() > 100  # a box was drawn
 
 
 def test_json_stays_the_default(detector: Server) -> None:

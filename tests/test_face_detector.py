@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from service.api import bodies
 from service.ops.boxes import pairwise_iou
+from service.pipeline.preprocess import Frame
 from service.pipeline.run import Inference, run
 from service.tasks import TASKS
 from service.tasks.face_detection import FaceDetectionModel
@@ -154,8 +155,9 @@ def test_one_proposal_batch_gives_what_one_by_one_gives(
             return (await infer(name, np.concatenate([batch, other[None]])))[:1]
 
         params = model.parse_params({})
-        alone = anyio.run(model.forward, item, image, transform, params, infer)[0]
-        with_other = anyio.run(model.forward, item, image, transform, params, batched)[0]
+        frame = Frame(image, transform)
+        alone = anyio.run(model.forward, item, frame, params, infer)[0]
+        with_other = anyio.run(model.forward, item, frame, params, batched)[0]
         assert len(alone) == len(with_other) == 1
         np.testing.assert_allclose(with_other.boxes, alone.boxes, atol=1e-2)
         np.testing.assert_allclose(with_other.scores, alone.scores, atol=1e-5)

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from service.gallery.index import EmbeddingIndex
+from service.gallery.location import open_store
 from service.gallery.records import Change, EmbeddingModel, GalleryError, ModelMismatch
 from service.gallery.sqlite_store import SQLiteGallery
-from service.gallery.store import GalleryStore, open_store
+from service.gallery.store import GalleryStore
 
 MODEL = EmbeddingModel("face-embedder", "1.0.0", 8)
 BOX = (1.0, 2.0, 30.0, 40.0)
@@ -210,7 +211,7 @@ AGENT = """
 import sys, time
 import numpy as np
 from service.gallery.records import EmbeddingModel
-from service.gallery.store import open_store
+from service.gallery.location import open_store
 store = open_store(sys.argv[1], EmbeddingModel("face-embedder", "1.0.0", 8))
 rng = np.random.default_rng(int(sys.argv[2]))
 def add(subject):

@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from service.gallery.index import EmbeddingIndex
+from service.gallery.location import open_store
 from service.gallery.postgres_store import PostgresGallery
 from service.gallery.records import Change
-from service.gallery.store import open_store
 from tests import pg_fixture
 from tests.pg_harness import PostgresServer
 from tests.test_gallery import (

@@ -9,8 +9,6 @@ prototype grid). The pure mask ops are unit-tested first, on literal arrays.
 
 from __future__ import annotations
 
-import concurrent.futures
-import io
 from collections.abc import Iterator
 
 import httpx
@@ -29,11 +27,19 @@ from service.ops.masks import (
     pixel_span,
     prototype_masks,
 )
-from service.serving.runner import api_name
+from service.serving.backends import api_name
 from service.tasks.results import Detections, Instances
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
-from tests.fixture_packages import Rects, post_image, scene
+from tests.fixture_packages import (
+    ANNOTATED,
+    Rects,
+    annotated_difference,
+    post_concurrently,
+    post_image,
+    scene,
+    varied_scenes,
+)
 from tests.instances_fixture import LABELS, NAME, SCORES, SIZE, STRIDE, write_package
 from tests.samples import _UNDO_ORIENTATION
 
@@ -251,27 +257,12 @@ def test_score_threshold_classes_and_max_detections(instancer: Server) -> None:
 
 
 @slow
-@pytest.mark.parametrize(
-    ("fields", "headers", "media_type", "fmt"),
-    [
-        ({"format": "png"}, {}, "image/png", "PNG"),
-        ({}, {"accept": "image/jpeg"}, "image/jpeg", "JPEG"),
-    ],
-)
-def test_annotated_image_response(instancer: Server, fields, headers, media_type, fmt) -> None:
+@pytest.mark.parametrize("how", ANNOTATED)
+def test_annotated_image_response(instancer: Server, how: tuple) -> None:
     rects: Rects = [(RED, [30, 60, 200, 150]), (BLUE, [220, 20, 320, 200])]
     pixels = scene(333, 211, rects)
-    r = instancer.client.post(
-        "/instances",
-        files={"image": ("image", encode(pixels), "image/png")},
-        data=fields,
-        headers=headers,
-    )
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == media_type
-    img = Image.open(io.BytesIO(r.content))
-    assert img.format == fmt and img.size == (333, 211)
-    diff = np.abs(np.asarray(img.convert("RGB")).astype(int) - pixels).max(axis=2)
+    diff = annotated_difference(instancer, "/instances", pixels, how)
+    fmt = how[3]
     for _, (x1, y1, x2, y2) in rects:  # tinted inside each mask
         assert (diff[y1 + 15 : y2 - 15, x1 + 15 : x2 - 15] > 15).all()  # red on red: 28
     assert diff[170:, :200].max() <= (0 if fmt == "PNG" else 12)  # background untouched
@@ -318,19 +309,8 @@ def test_models_and_openapi(instancer: Server) -> None:
 def test_concurrent_requests_batch_and_keep_their_own_masks(instancer: Server) -> None:
     """Many requests at once go through the runner's batchable API (a list of per-image dicts
     of three outputs); each answer is its own."""
-    cases = []
-    for i in range(48):
-        width, height = 120 + 7 * i, 90 + 5 * (i % 9)
-        colour = (RED, GREEN, BLUE)[i % 3]
-        rects: Rects = [(colour, [5 + i, 10, 5 + i + 60, 10 + 50 + i % 20])]
-        cases.append((width, height, rects))
-
-    def post(case):
-        width, height, rects = case
-        return instances(instancer, encode(scene(width, height, rects)))
-
-    with concurrent.futures.ThreadPoolExecutor(24) as pool:
-        responses = list(pool.map(post, cases))
+    cases = varied_scenes()
+    responses = post_concurrently(instancer, "/instances", cases)
     for (width, height, rects), r in zip(cases, responses, strict=True):
         assert r.status_code == 200, r.text
         check_body(r.json(), width, height, rects)

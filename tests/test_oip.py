@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.serving.runner import api_name
+from service.serving.backends import api_name
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.faces_fixture import jpeg
 

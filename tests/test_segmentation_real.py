@@ -71,20 +71,21 @@ def post(client: httpx.Client, endpoint: str, data: bytes, **fields: object) -> 
     return client.post(endpoint, files={"image": ("image", data, "image/jpeg")}, data=form)
 
 
-def segment(client: httpx.Client, data: bytes, **fields: object) -> dict:
-    r = post(client, "/segment", data, **fields)
+def answer(client: httpx.Client, endpoint: str, model: str, data: bytes, **fields: object) -> dict:
+    """The 200 JSON answer of `endpoint`, checked to come from `model`."""
+    r = post(client, endpoint, data, **fields)
     assert r.status_code == 200, (fields, r.text)
     body = r.json()
-    assert body["model"]["name"] == SEGMENTER
+    assert body["model"]["name"] == model
     return body
+
+
+def segment(client: httpx.Client, data: bytes, **fields: object) -> dict:
+    return answer(client, "/segment", SEGMENTER, data, **fields)
 
 
 def instances(client: httpx.Client, data: bytes, **fields: object) -> dict:
-    r = post(client, "/instances", data, **fields)
-    assert r.status_code == 200, (fields, r.text)
-    body = r.json()
-    assert body["model"]["name"] == INSTANCES
-    return body
+    return answer(client, "/instances", INSTANCES, data, **fields)
 
 
 def label_map(body: dict) -> np.ndarray:

@@ -9,7 +9,6 @@ the source image. The pure label-map ops are unit-tested first, on literal array
 from __future__ import annotations
 
 import base64
-import concurrent.futures
 import io
 from collections.abc import Iterator
 
@@ -22,11 +21,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.api import bodies
 from service.ops.label_maps import class_fractions, content_region, encode_png, to_source
 from service.ops.letterbox import letterbox_transform
-from service.serving.runner import api_name
+from service.serving.backends import api_name
 from service.tasks.results import SegmentationMap
 from tests import detection_fixture
 from tests.conftest import Server, encode, start_server, stop_server
-from tests.fixture_packages import Rects, post_image, scene
+from tests.fixture_packages import (
+    ANNOTATED,
+    Rects,
+    annotated_difference,
+    post_concurrently,
+    post_image,
+    scene,
+    varied_scenes,
+)
 from tests.samples import _UNDO_ORIENTATION
 from tests.segmentation_fixture import LABELS, NAME, SIZE, write_package
 
@@ -232,29 +239,12 @@ def test_exif_rotated_jpeg_gives_the_upright_map(segmenter: Server, orientation:
 
 
 @slow
-@pytest.mark.parametrize(
-    ("fields", "headers", "media_type", "fmt"),
-    [
-        ({"format": "png"}, {}, "image/png", "PNG"),
-        ({"format": "jpeg"}, {}, "image/jpeg", "JPEG"),
-        ({}, {"accept": "image/png"}, "image/png", "PNG"),
-        ({}, {"accept": "image/jpeg, */*;q=0.1"}, "image/jpeg", "JPEG"),
-    ],
-)
-def test_annotated_image_response(segmenter: Server, fields, headers, media_type, fmt) -> None:
+@pytest.mark.parametrize("how", ANNOTATED)
+def test_annotated_image_response(segmenter: Server, how: tuple) -> None:
     rects: Rects = [(RED, [30, 60, 200, 150]), (BLUE, [220, 20, 320, 200])]
     pixels = scene(333, 211, rects)
-    r = segmenter.client.post(
-        "/segment",
-        files={"image": ("image", encode(pixels), "image/png")},
-        data=fields,
-        headers=headers,
-    )
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"] == media_type
-    img = Image.open(io.BytesIO(r.content))
-    assert img.format == fmt and img.size == (333, 211)
-    diff = np.abs(np.asarray(img.convert("RGB")).astype(int) - pixels).max(axis=2)
+    diff = annotated_difference(segmenter, "/segment", pixels, how)
+    fmt = how[3]
     for _, (x1, y1, x2, y2) in rects:  # tinted inside each class region
         assert (diff[y1 + 10 : y2 - 10, x1 + 10 : x2 - 10] > 50).all()
     # background is left as it is (away from the legend in the top-left corner)
@@ -313,19 +303,8 @@ def test_models_openapi_and_readiness(segmenter: Server) -> None:
 @slow
 def test_concurrent_requests_batch_and_keep_their_own_maps(segmenter: Server) -> None:
     """Many requests at once go through the runner's batchable API; each answer is its own."""
-    cases = []
-    for i in range(48):
-        width, height = 120 + 7 * i, 90 + 5 * (i % 9)
-        colour = (RED, GREEN, BLUE)[i % 3]
-        rects: Rects = [(colour, [5 + i, 10, 5 + i + 60, 10 + 50 + i % 20])]
-        cases.append((width, height, rects))
-
-    def post(case):
-        width, height, rects = case
-        return segment(segmenter, encode(scene(width, height, rects)))
-
-    with concurrent.futures.ThreadPoolExecutor(24) as pool:
-        responses = list(pool.map(post, cases))
+    cases = varied_scenes()
+    responses = post_concurrently(segmenter, "/segment", cases)
     for (width, height, rects), r in zip(cases, responses, strict=True):
         assert r.status_code == 200, r.text
         check_map(check_body(r.json(), width, height), width, height, rects)

@@ -13,6 +13,7 @@ import numpy as np
 from service.api import bodies
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import ModelPackage
+from service.pipeline.preprocess import Frame
 from service.pipeline.session import BatchOutput, OnnxModel
 from service.tasks.face_detection import FaceDetectionModel
 from service.tasks.results import Faces
@@ -73,7 +74,8 @@ def detect(
     """One photo through preprocess and the cascade."""
     image = DecodedImage(pixels, pixels.shape[1], pixels.shape[0], "PNG")
     item, transform = model.preprocess(image)
-    forward = model.forward(item, image, transform, model.parse_params(params), infer)
+    frame = Frame(image, transform)
+    forward = model.forward(item, frame, model.parse_params(params), infer)
     return anyio.run(lambda: forward)[0]
 
 

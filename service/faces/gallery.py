@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from service.gallery.index import EmbeddingIndex, Match, build_graph
+from service.gallery.location import open_store
 from service.gallery.records import Change, EmbeddingModel, FaceRecord, SubjectInfo
-from service.gallery.store import GalleryStore, open_store
+from service.gallery.store import GalleryStore
 
 logger = logging.getLogger(__name__)
 

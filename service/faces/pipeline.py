@@ -8,7 +8,7 @@ the runner batches crops across requests too).
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -45,22 +45,16 @@ def largest(analysis: FaceAnalysis, what: str = "the image") -> FaceAnalysis:
     return replace(analysis, result=faces[int(np.argmax(faces.areas()))])
 
 
+@dataclass(frozen=True)
 class FacePipeline:
-    def __init__(
-        self,
-        detector: FaceDetectionModel | None,
-        embedder: FaceEmbeddingModel | None,
-        infer: Infer,
-        recorder: Recorder | None,
-        max_pixels: int,
-        admit: Admit | None = None,
-    ) -> None:
-        self.admit = admit
-        self.detector = detector
-        self.embedder = embedder
-        self.infer = infer
-        self.recorder = recorder
-        self.max_pixels = max_pixels
+    """The face models of a worker, the backend's `infer` and the pipeline's settings."""
+
+    detector: FaceDetectionModel | None
+    embedder: FaceEmbeddingModel | None
+    infer: Infer
+    recorder: Recorder | None
+    max_pixels: int
+    admit: Admit | None = None
 
     async def detect(self, data: bytes, params: dict[str, Any]) -> FaceAnalysis:
         raw = {k: v for k, v in params.items() if k in DETECT_PARAMS and v is not None}

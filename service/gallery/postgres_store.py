@@ -32,22 +32,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import numpy as np
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
-from service.gallery.records import (
-    Change,
-    EmbeddingModel,
-    FaceRecord,
-    GalleryError,
-    SubjectInfo,
-    checksum,
-    decode_cursor,
-    encode_cursor,
-    new_record,
-)
+from service.gallery.records import EmbeddingModel, FaceRecord, GalleryError
+from service.gallery.store import Dialect, GalleryStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,9 +57,6 @@ CREATE TABLE IF NOT EXISTS gallery_changes (seq BIGINT PRIMARY KEY,
     op TEXT NOT NULL CHECK (op IN ('add', 'remove')), face_id TEXT NOT NULL)
 """
 WRITE_LOCK = 0x76697369_6F6E6761  # "visionga": the advisory lock every write transaction takes
-FACE_COLUMNS = (
-    "f.face_id, f.subject, f.embedding, f.box, f.model, f.model_version, f.created_at, f.metadata"
-)
 APPEND_CHANGES = (
     "INSERT INTO gallery_changes (seq, op, face_id) "
     "SELECT (SELECT COALESCE(MAX(seq), 0) FROM gallery_changes) + t.n, %s, t.face_id "
@@ -78,7 +65,9 @@ APPEND_CHANGES = (
 T = TypeVar("T")
 
 
-class PostgresGallery:
+class PostgresGallery(GalleryStore):
+    dialect = Dialect("gallery_subjects", "gallery_faces", "gallery_changes", "%s")
+
     def __init__(
         self, dsn: str, model: EmbeddingModel, *, pool_size: int = 4, connect_timeout: int = 10
     ) -> None:
@@ -176,32 +165,21 @@ class PostgresGallery:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def add_face(
-        self,
-        subject: str,
-        embedding: np.ndarray,
-        box: tuple[float, float, float, float],
-        metadata: dict[str, Any] | None = None,
-        *,
-        model_version: str | None = None,
-    ) -> FaceRecord:
-        """Enrol one face; durable when this returns. The subject is created if new."""
-        record = new_record(self.model, subject, embedding, box, metadata, model_version)
-
+    def _store(self, records: list[FaceRecord]) -> None:
         def add(db: psycopg.Connection[Any]) -> None:
-            db.execute(
-                "INSERT INTO gallery_subjects VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (subject, record.created_at),
-            )
-            db.execute(
-                "INSERT INTO gallery_faces VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (record.face_id, subject, record.embedding.tobytes(), list(record.box),
-                 record.model, record.model_version, record.created_at, Jsonb(record.metadata)),
-            )  # fmt: skip
-            db.execute(APPEND_CHANGES, ("add", [record.face_id]))
+            for r in records:
+                db.execute(
+                    "INSERT INTO gallery_subjects VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (r.subject, r.created_at),
+                )
+                db.execute(
+                    "INSERT INTO gallery_faces VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (r.face_id, r.subject, r.embedding.tobytes(), list(r.box), r.model,
+                     r.model_version, r.created_at, Jsonb(r.metadata)),
+                )  # fmt: skip
+            db.execute(APPEND_CHANGES, ("add", [r.face_id for r in records]))
 
         self._write(add)
-        return record
 
     def delete_face(self, face_id: str) -> bool:
         """Remove one face (and its subject when it was the last); durable when this returns."""
@@ -237,89 +215,16 @@ class PostgresGallery:
 
         return self._write(delete)
 
-    # --- reads -------------------------------------------------------------------------------
-
-    def list_subjects(
-        self, limit: int = 100, cursor: str | None = None
-    ) -> tuple[list[SubjectInfo], str | None]:
-        """Subjects by name (byte order) after ``cursor``; the next cursor, or None on the
-        last page."""
-        if not 1 <= limit <= 1000:
-            raise GalleryError("limit must be in 1..1000")
-        after = decode_cursor(cursor) if cursor else ""
-        rows = self._read(
-            "SELECT s.name, s.created_at, COUNT(f.face_id) FROM gallery_subjects s "
-            "LEFT JOIN gallery_faces f ON f.subject = s.name WHERE s.name > %s "
-            "GROUP BY s.name ORDER BY s.name LIMIT %s",
-            (after, limit + 1),
-        )
-        page = [SubjectInfo(name, int(n), float(t)) for name, t, n in rows[:limit]]
-        return page, encode_cursor(page[-1].subject) if len(rows) > limit else None
-
-    def subject_faces(self, subject: str) -> list[FaceRecord]:
-        return [self._record(r) for r in self._read(
-            f"SELECT {FACE_COLUMNS} FROM gallery_faces f WHERE f.subject = %s "
-            "ORDER BY f.created_at, f.face_id", (subject,),
-        )]  # fmt: skip
-
-    def face(self, face_id: str) -> FaceRecord | None:
-        rows = self._read(
-            f"SELECT {FACE_COLUMNS} FROM gallery_faces f WHERE f.face_id = %s", (face_id,)
-        )
-        return self._record(rows[0]) if rows else None
-
-    def all_faces(self) -> Iterator[FaceRecord]:
-        for row in self._read(f"SELECT {FACE_COLUMNS} FROM gallery_faces f ORDER BY f.face_id"):
-            yield self._record(row)
-
-    def counts(self) -> tuple[int, int]:
-        """(faces, subjects), from one snapshot."""
-        ((faces, subjects),) = self._read(
-            "SELECT (SELECT COUNT(*) FROM gallery_faces), (SELECT COUNT(*) FROM gallery_subjects)"
-        )
-        return int(faces), int(subjects)
-
-    def checksum(self) -> str:
-        return checksum((f.face_id, f.embedding) for f in self.all_faces())
-
-    def head(self) -> int:
-        """The feed's high-water mark: the seq of the last committed change (0 when none)."""
-        ((seq,),) = self._read("SELECT COALESCE(MAX(seq), 0) FROM gallery_changes")
-        return int(seq)
-
-    def changes_since(self, seq: int, limit: int = 1000) -> tuple[list[Change], int]:
-        """Up to ``limit`` committed changes after ``seq`` in commit order, and the new
-        high-water mark (the last one's seq; ``seq`` when there is none). One statement, so one
-        snapshot; with the writers' lock no change at or below the mark can commit later."""
-        if limit < 1:
-            raise GalleryError("limit must be >= 1")
-        rows = self._read(
-            f"SELECT c.seq, c.op, c.face_id, {FACE_COLUMNS} FROM gallery_changes c "
-            "LEFT JOIN gallery_faces f ON c.op = 'add' AND f.face_id = c.face_id "
-            "WHERE c.seq > %s ORDER BY c.seq LIMIT %s",
-            (seq, limit),
-        )
-        changes = [
-            Change(int(row[0]), row[1], row[2], None if row[3] is None else self._record(row[3:]))
-            for row in rows
-        ]
-        return changes, changes[-1].seq if changes else seq
-
     def close(self) -> None:
         with self._lock:
             self._closed = True
         self._drain()
 
     @staticmethod
-    def _record(row: tuple[Any, ...]) -> FaceRecord:
-        face_id, subject, blob, box, model, version, created, metadata = row
-        return FaceRecord(
-            face_id,
-            subject,
-            np.frombuffer(blob, dtype=np.float32).copy(),
-            tuple(float(v) for v in box),  # type: ignore[arg-type]
-            model,
-            version,
-            float(created),
-            dict(metadata),
-        )
+    def _box(value: Any) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = (float(v) for v in value)
+        return x0, y0, x1, y1
+
+    @staticmethod
+    def _metadata(value: Any) -> dict[str, Any]:
+        return dict(value)

@@ -21,24 +21,17 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from service.gallery.records import (
     MAX_SUBJECT_LENGTH,
-    Change,
     EmbeddingModel,
     FaceRecord,
-    GalleryError,
-    SubjectInfo,
-    checksum,
     decode_cursor,
     encode_cursor,
-    new_record,
 )
+from service.gallery.store import Dialect, GalleryStore
 
 __all__ = ["MAX_SUBJECT_LENGTH", "SQLiteGallery", "decode_cursor", "encode_cursor"]
 
@@ -65,10 +58,11 @@ CREATE TABLE IF NOT EXISTS changes (
     face_id TEXT NOT NULL
 );
 """
-FACE_COLUMNS = "face_id, subject, embedding, box, model, model_version, created_at, metadata"
 
 
-class SQLiteGallery:
+class SQLiteGallery(GalleryStore):
+    dialect = Dialect("subjects", "faces", "changes", "?")
+
     def __init__(self, path: Path, model: EmbeddingModel, busy_timeout_ms: int = 10_000) -> None:
         self.path = Path(path)
         self.model = model
@@ -121,33 +115,10 @@ class SQLiteGallery:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def add_face(
-        self,
-        subject: str,
-        embedding: np.ndarray,
-        box: tuple[float, float, float, float],
-        metadata: dict[str, Any] | None = None,
-        *,
-        model_version: str | None = None,
-    ) -> FaceRecord:
-        """Enrol one face; durable when this returns. The subject is created if new."""
-        record = new_record(self.model, subject, embedding, box, metadata, model_version)
+    def _store(self, records: list[FaceRecord]) -> None:
         with self._write() as db:
-            self._insert(db, record)
-        return record
-
-    def import_faces(
-        self,
-        faces: Iterable[tuple[str, np.ndarray, tuple[float, float, float, float], dict[str, Any]]],
-    ) -> int:
-        """Bulk enrolment of (subject, embedding, box, metadata) in ONE transaction (a gallery
-        import, the benchmark's prefill): all or nothing, durable when this returns."""
-        count = 0
-        with self._write() as db:
-            for subject, embedding, box, metadata in faces:
-                self._insert(db, new_record(self.model, subject, embedding, box, metadata, None))
-                count += 1
-        return count
+            for record in records:
+                self._insert(db, record)
 
     @staticmethod
     def _insert(db: sqlite3.Connection, record: FaceRecord) -> None:
@@ -194,83 +165,16 @@ class SQLiteGallery:
             db.executemany("INSERT INTO changes (op, face_id) VALUES ('remove', ?)", ids)
         return len(ids) if gone else None
 
-    # --- reads -------------------------------------------------------------------------------
-
-    def list_subjects(
-        self, limit: int = 100, cursor: str | None = None
-    ) -> tuple[list[SubjectInfo], str | None]:
-        """Subjects by name after ``cursor``; the next cursor, or None on the last page."""
-        if not 1 <= limit <= 1000:
-            raise GalleryError("limit must be in 1..1000")
-        after = decode_cursor(cursor) if cursor else ""
-        rows = self._read(
-            "SELECT s.name, s.created_at, COUNT(f.face_id) FROM subjects s "
-            "LEFT JOIN faces f ON f.subject = s.name WHERE s.name > ? "
-            "GROUP BY s.name ORDER BY s.name LIMIT ?",
-            (after, limit + 1),
-        )
-        page = [SubjectInfo(name, int(n), float(t)) for name, t, n in rows[:limit]]
-        return page, encode_cursor(page[-1].subject) if len(rows) > limit else None
-
-    def subject_faces(self, subject: str) -> list[FaceRecord]:
-        return [self._record(r) for r in self._read(
-            f"SELECT {FACE_COLUMNS} FROM faces WHERE subject = ? ORDER BY created_at, face_id",
-            (subject,),
-        )]  # fmt: skip
-
-    def face(self, face_id: str) -> FaceRecord | None:
-        rows = self._read(f"SELECT {FACE_COLUMNS} FROM faces WHERE face_id = ?", (face_id,))
-        return self._record(rows[0]) if rows else None
-
-    def all_faces(self) -> Iterator[FaceRecord]:
-        for row in self._read(f"SELECT {FACE_COLUMNS} FROM faces ORDER BY face_id"):
-            yield self._record(row)
-
-    def head(self) -> int:
-        """The feed's high-water mark: the seq of the last committed change (0 when none)."""
-        ((seq,),) = self._read("SELECT COALESCE(MAX(seq), 0) FROM changes")
-        return int(seq)
-
-    def changes_since(self, seq: int, limit: int = 1000) -> tuple[list[Change], int]:
-        """Up to ``limit`` committed changes after ``seq`` in commit order, and the new
-        high-water mark (the last one's seq; ``seq`` when there is none)."""
-        if limit < 1:
-            raise GalleryError("limit must be >= 1")
-        face_columns = ", ".join(f"f.{column}" for column in FACE_COLUMNS.split(", "))
-        rows = self._read(
-            f"SELECT c.seq, c.op, c.face_id, {face_columns} FROM changes c LEFT JOIN faces f "
-            "ON c.op = 'add' AND f.face_id = c.face_id WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
-            (seq, limit),
-        )
-        changes = [
-            Change(int(row[0]), row[1], row[2], None if row[3] is None else self._record(row[3:]))
-            for row in rows
-        ]
-        return changes, changes[-1].seq if changes else seq
-
-    def counts(self) -> tuple[int, int]:
-        """(faces, subjects)."""
-        ((faces,),) = self._read("SELECT COUNT(*) FROM faces")
-        ((subjects,),) = self._read("SELECT COUNT(*) FROM subjects")
-        return int(faces), int(subjects)
-
-    def checksum(self) -> str:
-        return checksum((f.face_id, f.embedding) for f in self.all_faces())
-
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     @staticmethod
-    def _record(row: tuple[Any, ...]) -> FaceRecord:
-        face_id, subject, blob, box, model, version, created, metadata = row
-        return FaceRecord(
-            face_id,
-            subject,
-            np.frombuffer(blob, dtype=np.float32).copy(),
-            tuple(json.loads(box)),
-            model,
-            version,
-            float(created),
-            json.loads(metadata),
-        )
+    def _box(value: Any) -> tuple[float, float, float, float]:
+        x0, y0, x1, y1 = json.loads(value)
+        return x0, y0, x1, y1
+
+    @staticmethod
+    def _metadata(value: Any) -> dict[str, Any]:
+        metadata: dict[str, Any] = json.loads(value)
+        return metadata

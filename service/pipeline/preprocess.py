@@ -6,10 +6,22 @@ model-input coordinates back to the decoded image per request (no global state).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from service.ops.letterbox import InputTransform, letterbox, resize_stretch
+from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import InputSpec
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image as post-processing sees it: the decoded image (`image.scale` maps its pixels
+    to the source's) and the transform preprocessing applied (decoded -> model-input pixels)."""
+
+    image: DecodedImage
+    transform: InputTransform
 
 
 def to_model_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, InputTransform]:

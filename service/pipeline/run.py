@@ -22,6 +22,7 @@ import numpy as np
 from service.ops.letterbox import InputTransform
 from service.pipeline.imaging import DecodedImage, decode_image
 from service.pipeline.package import ModelRef
+from service.pipeline.preprocess import Frame
 from service.pipeline.session import Infer
 
 __all__ = ["Admit", "Inference", "Prepared", "Recorder", "Task", "milliseconds", "prepare", "run"]
@@ -46,12 +47,7 @@ class Task(Protocol[R_co]):
     def preprocess(self, image: DecodedImage) -> tuple[np.ndarray, InputTransform]: ...
 
     async def forward(
-        self,
-        item: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: Any,
-        infer: Infer,
+        self, item: np.ndarray, frame: Frame, params: Any, infer: Infer
     ) -> tuple[R_co, float]: ...
 
     def observe(self, result: Any) -> int | None: ...
@@ -123,9 +119,8 @@ async def run(
     start = time.perf_counter()
     prepared = await anyio.to_thread.run_sync(prepare, model, data, max_pixels, full_resolution)
     t_forward = time.perf_counter()
-    result, infer_s = await model.forward(
-        prepared.item, prepared.image, prepared.transform, params, infer
-    )
+    frame = Frame(prepared.image, prepared.transform)
+    result, infer_s = await model.forward(prepared.item, frame, params, infer)
     end = time.perf_counter()
     seconds = {
         "decode": prepared.decode_s,

@@ -8,6 +8,7 @@ inter-process hop; for small CPU models where the hop costs more than the model.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol
 
 import aiohttp
@@ -24,6 +25,12 @@ from service.tasks import graph_specs
 
 logger = logging.getLogger(__name__)
 Runtime = dict[str, dict[str, Any]]
+
+
+def api_name(model_name: str) -> str:
+    """The runner's API for a model (or `model/graph`): `infer_<name>`, one per graph, so each
+    has its own adaptive batcher and batches never mix models."""
+    return "infer_" + re.sub(r"[^a-z0-9_]", "_", model_name.lower())
 
 
 class Backend(Protocol):

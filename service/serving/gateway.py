@@ -31,10 +31,10 @@ from service.faces.service import FaceService
 from service.ops.render import encode_image
 from service.pipeline.run import Admit, Inference, run
 from service.serving.admission import SheddingBackend
-from service.serving.backends import Backend, LocalBackend, RunnerBackend, Runtime
+from service.serving.backends import Backend, LocalBackend, RunnerBackend, Runtime, api_name
 from service.serving.metrics import Metrics
 from service.serving.model_store import load
-from service.serving.runner import MODEL_TAGS, ModelRunner, api_name
+from service.serving.runner import MODEL_TAGS, ModelRunner
 from service.settings import get_settings
 from service.tasks import TASKS
 from service.tasks.base import TaskModel

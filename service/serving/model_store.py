@@ -8,11 +8,12 @@ models by tag; `bentoml build` packs them because the services reference them as
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import bentoml
-from bentoml.exceptions import NotFound
+from bentoml.exceptions import BentoMLException, NotFound
 
 from service.pipeline.package import MANIFEST_FILE, ModelPackage, StoredPackage, content_version
 
@@ -59,11 +60,25 @@ def _latest_vision_tags() -> list[str]:
     return [tag for _, tag in sorted(latest.values(), key=lambda item: item[1])]
 
 
+class NoModels(BentoMLException):
+    """The BentoML model store holds no vision model: nothing to serve or to pack."""
+
+
 def resolve_tags(requested: list[str]) -> list[str]:
-    """Full `name:version` tags for the requested names/tags (all vision models if empty)."""
-    if not requested:
-        return _latest_vision_tags()
-    return [str(bentoml.models.get(tag).tag) for tag in requested]
+    """Full `name:version` tags for the requested names/tags (all vision models if empty).
+    `NoModels` when the store has none: a server or a Bento without models is a mistake (most
+    often `bentoml build` or `bentoml serve` run with another BENTOML_HOME than the import)."""
+    if requested:
+        return [str(bentoml.models.get(tag).tag) for tag in requested]
+    tags = _latest_vision_tags()
+    if not tags:
+        home = os.environ.get("BENTOML_HOME", "~/bentoml (BentoML's default)")
+        raise NoModels(
+            f"no vision model in the BentoML model store at BENTOML_HOME={home}: import the "
+            "packages first with the same BENTOML_HOME, e.g. `BENTOML_HOME=.bentoml vision "
+            "import-models` (what `make build` and `vision serve` do), then build or serve"
+        )
+    return tags
 
 
 def load(tag: str) -> StoredPackage:

@@ -11,22 +11,17 @@ returns `list[dict[str, np.ndarray]]`, one dict per image (the `list` container 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import bentoml
 import numpy as np
 
 from service.pipeline.session import BatchOutput
-from service.serving.backends import describe_sessions, load_sessions
+from service.serving.backends import api_name, describe_sessions, load_sessions
 from service.serving.bentoml_compat import cap_batch_wait
 from service.serving.model_store import load, resolve_tags
 from service.settings import Settings, get_settings
 from service.tasks import graph_specs
-
-
-def api_name(model_name: str) -> str:
-    return "infer_" + re.sub(r"[^a-z0-9_]", "_", model_name.lower())
 
 
 class RunnerBase:

@@ -20,7 +20,7 @@ from service.errors import InvalidParameter
 from service.ops.letterbox import InputTransform
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import ModelRef, StoredPackage
-from service.pipeline.preprocess import to_model_input
+from service.pipeline.preprocess import Frame, to_model_input
 from service.pipeline.session import Infer
 
 
@@ -36,23 +36,28 @@ ResultT = TypeVar("ResultT")
 PostT = TypeVar("PostT", bound=BaseModel)
 
 
-class TaskModel(ABC, Generic[ParamsT, ResultT]):
-    """One served model of one task. Stateless per request; safe to share between requests."""
+class TaskModel(ABC, Generic[ParamsT, ResultT, PostT]):
+    """One served model of one task. Stateless per request; safe to share between requests.
+
+    A task names its `task` (model.json's), its REST `endpoint`, its parameters (`params_type`)
+    and its package's post-processing config (`config_type`, read as `config`)."""
 
     task: ClassVar[str]
     endpoint: ClassVar[str]
     params_type: ClassVar[type[TaskParams]]
+    config_type: ClassVar[type[BaseModel]]
 
     def __init__(self, stored: StoredPackage) -> None:
         self.stored = stored
         self.package = stored.package
 
-    def post_config(self, kind: type[PostT]) -> PostT:
-        """The package's post-processing config, checked to be `kind` (the task's own)."""
+    @property
+    def config(self) -> PostT:
+        """The package's post-processing config, checked to be the task's own."""
         config = self.package.postprocess
-        if not isinstance(config, kind):
+        if not isinstance(config, self.config_type):
             raise ValueError(f"{self.name} is not a {self.task} model")
-        return config
+        return config  # type: ignore[return-value]
 
     @property
     def name(self) -> str:
@@ -90,27 +95,19 @@ class TaskModel(ABC, Generic[ParamsT, ResultT]):
         return to_model_input(image.pixels, self.package.input)
 
     async def forward(
-        self,
-        item: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: ParamsT,
-        infer: Infer,
+        self, item: np.ndarray, frame: Frame, params: ParamsT, infer: Infer
     ) -> tuple[ResultT, float]:
         """Preprocessed item -> (typed result, seconds spent in `infer`). One inference call and
         `postprocess`; multi-stage models (a detection cascade) override this."""
         start = time.perf_counter()
         output = await infer(self.name, item[None])
         infer_s = time.perf_counter() - start
-        return self.postprocess(output[0], image, transform, params), infer_s
+        return self.postprocess(output[0], frame, params), infer_s
 
     @abstractmethod
-    def postprocess(
-        self, output: Any, image: DecodedImage, transform: InputTransform, params: ParamsT
-    ) -> ResultT:
+    def postprocess(self, output: Any, frame: Frame, params: ParamsT) -> ResultT:
         """One image's model output (its array, or `{name: array}` for a task with several
-        `outputs`; subclasses narrow the type) -> a typed result. `transform` is what
-        `preprocess` applied to this image; `image.scale` maps decoded pixels to source pixels."""
+        `outputs`; subclasses narrow the type) -> a typed result."""
 
     def observe(self, result: ResultT) -> int | None:
         """A count to record per image (detections), or None."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from service.ops.letterbox import InputTransform
 from service.ops.topk import top_k
-from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import ClassificationPost
+from service.pipeline.preprocess import Frame
 from service.tasks.base import TaskModel, TaskParams
 from service.tasks.results import Classification
 
@@ -18,21 +17,12 @@ class ClassifyParams(TaskParams):
     top_k: int = Field(default=5, ge=1, description="How many classes to return (default 5)")
 
 
-class ClassificationModel(TaskModel[ClassifyParams, Classification]):
-    task = "classification"
-    endpoint = "classify"
-    params_type = ClassifyParams
-
-    @property
-    def config(self) -> ClassificationPost:
-        return self.post_config(ClassificationPost)
+class ClassificationModel(TaskModel[ClassifyParams, Classification, ClassificationPost]):
+    task, endpoint = "classification", "classify"
+    params_type, config_type = ClassifyParams, ClassificationPost
 
     def postprocess(
-        self,
-        output: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: ClassifyParams,
+        self, output: np.ndarray, frame: Frame, params: ClassifyParams
     ) -> Classification:
         scores = np.asarray(output, dtype=np.float32).reshape(-1)
         if scores.shape[0] != len(self.package.labels):

@@ -18,8 +18,8 @@ from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, scale_boxes, u
 from service.ops.letterbox import InputTransform
 from service.ops.nms import postprocess_detections
 from service.ops.render import captions, draw_boxes
-from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import DetectionPost, InstancesPost
+from service.pipeline.preprocess import Frame
 from service.tasks.base import TaskModel, TaskParams
 from service.tasks.results import Detections
 
@@ -111,8 +111,7 @@ class DetectParams(TaskParams):
 
 def detect(
     output: np.ndarray,
-    image: DecodedImage,
-    transform: InputTransform,
+    frame: Frame,
     params: DetectParams,
     config: DetectionPost | InstancesPost,
     labels: Sequence[str],
@@ -124,7 +123,8 @@ def detect(
         raise ValueError(
             f"model output {out.shape} is not [K, 4 + {len(labels)}] (model.json labels)"
         )
-    predicted = model_to_source(out[:, :4], transform, image.scale)
+    image = frame.image
+    predicted = model_to_source(out[:, :4], frame.transform, image.scale)
     boxes, valid = clip_to_image(predicted, image.width, image.height, MIN_INSIDE_FRACTION)
     candidates = np.flatnonzero(valid)
     boxes, scores = boxes[valid], out[valid, 4:]
@@ -145,23 +145,12 @@ def detect(
     return detections, candidates[kept.keep].astype(np.int64)
 
 
-class DetectionModel(TaskModel[DetectParams, Detections]):
-    task = "detection"
-    endpoint = "detect"
-    params_type = DetectParams
+class DetectionModel(TaskModel[DetectParams, Detections, DetectionPost]):
+    task, endpoint = "detection", "detect"
+    params_type, config_type = DetectParams, DetectionPost
 
-    @property
-    def config(self) -> DetectionPost:
-        return self.post_config(DetectionPost)
-
-    def postprocess(
-        self,
-        output: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: DetectParams,
-    ) -> Detections:
-        return detect(output, image, transform, params, self.config, self.package.labels)[0]
+    def postprocess(self, output: np.ndarray, frame: Frame, params: DetectParams) -> Detections:
+        return detect(output, frame, params, self.config, self.package.labels)[0]
 
     def observe(self, result: Detections) -> int | None:
         return len(result)

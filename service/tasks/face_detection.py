@@ -23,6 +23,7 @@ from service.ops.letterbox import InputTransform
 from service.ops.render import draw_faces
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import FaceDetectionPost
+from service.pipeline.preprocess import Frame
 from service.pipeline.session import BatchOutput, Infer
 from service.tasks.base import TaskModel, TaskParams
 from service.tasks.results import Faces
@@ -57,14 +58,9 @@ def _empty() -> Candidates:
     return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32)
 
 
-class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
-    task = "face_detection"
-    endpoint = "faces/detect"
-    params_type = FaceDetectParams
-
-    @property
-    def config(self) -> FaceDetectionPost:
-        return self.post_config(FaceDetectionPost)
+class FaceDetectionModel(TaskModel[FaceDetectParams, Faces, FaceDetectionPost]):
+    task, endpoint = "face_detection", "faces/detect"
+    params_type, config_type = FaceDetectParams, FaceDetectionPost
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -144,17 +140,12 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
         )
 
     async def forward(
-        self,
-        item: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: FaceDetectParams,
-        infer: Infer,
+        self, item: np.ndarray, frame: Frame, params: FaceDetectParams, infer: Infer
     ) -> tuple[Faces, float]:
         """The cascade: proposal (one canvas), refine (all candidates in one call), output.
         Returns the faces and the seconds spent in `infer`. The numpy between the calls runs in
         a worker thread so the event loop stays free."""
-        c = self.config
+        c, image = self.config, frame.image
         levels = self.plan(image, params.min_face)
         if params.min_face not in (None, c.min_face):
             item = await anyio.to_thread.run_sync(self.canvas, image, levels)
@@ -181,18 +172,13 @@ class FaceDetectionModel(TaskModel[FaceDetectParams, Faces]):
         if len(boxes):
             final = await timed(f"{self.name}/{c.output_graph}", crops)
             found = self._faces(boxes, final, min(c.thresholds[2], params.score_threshold))
-        return self.postprocess(found, image, transform, params), infer_s
+        return self.postprocess(found, frame, params), infer_s
 
-    def postprocess(
-        self,
-        output: Candidates,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: FaceDetectParams,
-    ) -> Faces:
+    def postprocess(self, output: Candidates, frame: Frame, params: FaceDetectParams) -> Faces:
         """The last stage's faces (decoded pixels, best first) -> source pixels, boxes clipped
         to the image, at least `score_threshold`, at most `max_faces`."""
         boxes, scores, landmarks = output
+        image = frame.image
         sx, sy = image.scale
         factors = np.array([sx, sy, sx, sy], dtype=np.float32)
         boxes = clip_boxes(boxes.astype(np.float32) * factors, image.width, image.height)

@@ -14,6 +14,7 @@ from service.ops.align import crop_box, warp_face
 from service.ops.letterbox import InputTransform
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import FaceEmbeddingPost
+from service.pipeline.preprocess import Frame
 from service.tasks.base import TaskModel, TaskParams
 from service.tasks.results import Faces
 
@@ -35,14 +36,9 @@ def normalise(embeddings: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
-    task = "face_embedding"
-    endpoint = "faces/embed"
-    params_type = EmbedParams
-
-    @property
-    def config(self) -> FaceEmbeddingPost:
-        return self.post_config(FaceEmbeddingPost)
+class FaceEmbeddingModel(TaskModel[EmbedParams, Faces, FaceEmbeddingPost]):
+    task, endpoint = "face_embedding", "faces/embed"
+    params_type, config_type = EmbedParams, FaceEmbeddingPost
 
     @property
     def threshold(self) -> float:
@@ -73,16 +69,10 @@ class FaceEmbeddingModel(TaskModel[EmbedParams, Faces]):
                 out[i] = crop_box(image.pixels, box, self.input_size, self.config.box_margin)
         return out
 
-    def postprocess(
-        self,
-        output: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: EmbedParams,
-    ) -> Faces:
+    def postprocess(self, output: np.ndarray, frame: Frame, params: EmbedParams) -> Faces:
         embedding = normalise(np.asarray(output, np.float32).reshape(1, -1))
         if embedding.shape[1] != self.config.dim:
             raise ValueError(
                 f"model output has {embedding.shape[1]} values, dim is {self.config.dim}"
             )
-        return whole_image_face(image).with_embeddings(embedding)
+        return whole_image_face(frame.image).with_embeddings(embedding)

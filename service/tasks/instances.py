@@ -19,6 +19,7 @@ from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
 from service.ops.render import captions, draw_boxes, draw_masks
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import InstancesPost
+from service.pipeline.preprocess import Frame
 from service.tasks.base import TaskModel
 from service.tasks.detection import DetectParams, detect
 from service.tasks.results import Instances
@@ -36,28 +37,20 @@ def source_to_prototype(image: DecodedImage, transform: InputTransform, stride: 
     )
 
 
-class InstancesModel(TaskModel[DetectParams, Instances]):
-    task = "instances"
-    endpoint = "instances"
-    params_type = DetectParams
+Outputs = dict[str, np.ndarray]
 
-    @property
-    def config(self) -> InstancesPost:
-        return self.post_config(InstancesPost)
+
+class InstancesModel(TaskModel[DetectParams, Instances, InstancesPost]):
+    task, endpoint = "instances", "instances"
+    params_type, config_type = DetectParams, InstancesPost
 
     @property
     def outputs(self) -> tuple[str, ...]:
         config = self.config
         return config.output, config.coefficients, config.prototypes
 
-    def postprocess(
-        self,
-        output: dict[str, np.ndarray],
-        image: DecodedImage,
-        transform: InputTransform,
-        params: DetectParams,
-    ) -> Instances:
-        config, labels = self.config, self.package.labels
+    def postprocess(self, output: Outputs, frame: Frame, params: DetectParams) -> Instances:
+        config, labels, image = self.config, self.package.labels, frame.image
         candidates = np.asarray(output[config.output], dtype=np.float32)
         coefficients = np.asarray(output[config.coefficients], dtype=np.float32)
         prototypes = np.asarray(output[config.prototypes], dtype=np.float32)
@@ -72,12 +65,12 @@ class InstancesModel(TaskModel[DetectParams, Instances]):
                 f"coefficients {coefficients.shape} are not [K, P] = "
                 f"[{candidates.shape[0]}, {prototypes.shape[0]}]"
             )
-        detections, kept = detect(candidates, image, transform, params, config, labels)
+        detections, kept = detect(candidates, frame, params, config, labels)
         if not len(detections):
             return Instances.empty(labels)
         model_boxes = candidates[kept, :4]
         probs = prototype_masks(coefficients[kept], prototypes, model_boxes / stride)
-        to_prototype = source_to_prototype(image, transform, stride)
+        to_prototype = source_to_prototype(image, frame.transform, stride)
         masks, areas = [], []
         for prob, box in zip(probs, detections.boxes, strict=True):
             crop, placement = paste_mask(

@@ -11,10 +11,9 @@ import numpy as np
 from PIL import Image
 
 from service.ops.label_maps import check_label_map, content_region, to_source
-from service.ops.letterbox import InputTransform
 from service.ops.render import draw_label_map
-from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import SegmentationPost
+from service.pipeline.preprocess import Frame
 from service.tasks.base import TaskModel, TaskParams
 from service.tasks.results import SegmentationMap
 
@@ -23,21 +22,12 @@ class SegmentParams(TaskParams):
     """No per-request parameters yet; unknown ones are rejected (422)."""
 
 
-class SegmentationModel(TaskModel[SegmentParams, SegmentationMap]):
-    task = "segmentation"
-    endpoint = "segment"
-    params_type = SegmentParams
-
-    @property
-    def config(self) -> SegmentationPost:
-        return self.post_config(SegmentationPost)
+class SegmentationModel(TaskModel[SegmentParams, SegmentationMap, SegmentationPost]):
+    task, endpoint = "segmentation", "segment"
+    params_type, config_type = SegmentParams, SegmentationPost
 
     def postprocess(
-        self,
-        output: np.ndarray,
-        image: DecodedImage,
-        transform: InputTransform,
-        params: SegmentParams,
+        self, output: np.ndarray, frame: Frame, params: SegmentParams
     ) -> SegmentationMap:
         labels = self.package.labels
         out = np.asarray(output)
@@ -47,6 +37,7 @@ class SegmentationModel(TaskModel[SegmentParams, SegmentationMap]):
                 f"model output {out.shape} is not [{spec.height}, {spec.width}] (model input size)"
             )
         check_label_map(out, len(labels), "model output")
+        image, transform = frame.image, frame.transform
         decoded_h, decoded_w = image.pixels.shape[:2]
         region = content_region(
             decoded_w,

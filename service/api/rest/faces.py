@@ -7,12 +7,13 @@ from typing import Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from service.api import bodies
 from service.api.auth import check_api_key
 from service.api.gateway import face_service
 from service.api.rest.forms import IMAGE_FIELD, params_form, response_media_type
-from service.api.rest.inference import Gate, infer_route
+from service.api.rest.inference import Gate, format_field, infer_route
 from service.api.rest.schemas import (
     ERROR_RESPONSES,
     IMAGE_RESPONSE,
@@ -49,20 +50,20 @@ _TAGS: list[Any] = ["faces"]
 def register_face_routes(app: FastAPI) -> None:
     """Add the /faces/* routes (before the app's catch-all route)."""
 
-    @app.post(
-        "/faces/detect",
-        response_model=FacesResponse,
-        responses={**IMAGE_RESPONSE, **_ERRORS},
-        tags=_TAGS,
-    )
+    def post(path: str, response: type[BaseModel], annotated: bool = False) -> Any:
+        responses = {**IMAGE_RESPONSE, **_ERRORS} if annotated else _ERRORS
+        return app.post(path, response_model=response, responses=responses, tags=_TAGS)
+
+    def get(path: str, response: type[BaseModel]) -> Any:
+        return app.get(path, response_model=response, responses=_ERRORS, tags=_TAGS)
+
+    @post("/faces/detect", FacesResponse, annotated=True)
     async def detect(
         gate: Gate,
         request: Request,
         image: UploadFile = File(description=IMAGE_FIELD),
         params: dict[str, Any] = _DETECT,
-        format: str | None = Form(
-            None, description="json (default), png or jpeg: the input with boxes and landmarks"
-        ),
+        format: str | None = format_field("boxes and landmarks"),
         _: None = Depends(require_read_key),
     ) -> Any:
         detector = face_service(gate).pipeline.detector_model().name
@@ -70,7 +71,7 @@ def register_face_routes(app: FastAPI) -> None:
             gate, request, "face_detection", image, detector, params, annotate=True, fmt=format
         )
 
-    @app.post("/faces/embed", response_model=EmbedResponse, responses=_ERRORS, tags=_TAGS)
+    @post("/faces/embed", EmbedResponse)
     async def embed(
         gate: Gate,
         image: UploadFile = File(description=IMAGE_FIELD),
@@ -81,7 +82,7 @@ def register_face_routes(app: FastAPI) -> None:
         faces = face_service(gate)
         return bodies.inference(await faces.embed(await image.read(), params, detect_faces))
 
-    @app.post("/faces/enroll", response_model=EnrollResponse, responses=_ERRORS, tags=_TAGS)
+    @post("/faces/enroll", EnrollResponse)
     async def enroll(
         gate: Gate,
         image: UploadFile = File(description=IMAGE_FIELD),
@@ -95,12 +96,7 @@ def register_face_routes(app: FastAPI) -> None:
         data = await image.read()
         return bodies.enrolment(await faces.enroll(data, subject, metadata, params, detect_faces))
 
-    @app.post(
-        "/faces/identify",
-        response_model=IdentifyResponse,
-        responses={**IMAGE_RESPONSE, **_ERRORS},
-        tags=_TAGS,
-    )
+    @post("/faces/identify", IdentifyResponse, annotated=True)
     async def identify(
         gate: Gate,
         request: Request,
@@ -109,9 +105,7 @@ def register_face_routes(app: FastAPI) -> None:
         threshold: float | None = Form(
             None, description="Cosine similarity for a match (model default)"
         ),
-        format: str | None = Form(
-            None, description="json (default), png or jpeg: the input with the names drawn"
-        ),
+        format: str | None = format_field("the names drawn"),
         params: dict[str, Any] = _DETECT,
         _: None = Depends(require_read_key),
     ) -> Any:
@@ -123,7 +117,7 @@ def register_face_routes(app: FastAPI) -> None:
         content = await anyio.to_thread.run_sync(faces.draw_identified, found, media_type)
         return Response(content, media_type=media_type)
 
-    @app.post("/faces/verify", response_model=VerifyResponse, responses=_ERRORS, tags=_TAGS)
+    @post("/faces/verify", VerifyResponse)
     async def verify(
         gate: Gate,
         image_a: UploadFile | None = File(None, description="First face image"),
@@ -140,7 +134,7 @@ def register_face_routes(app: FastAPI) -> None:
         faces = face_service(gate)
         return bodies.verification(await faces.verify(data_a, data_b, subject, threshold, params))
 
-    @app.get("/faces/subjects", response_model=SubjectsPage, responses=_ERRORS, tags=_TAGS)
+    @get("/faces/subjects", SubjectsPage)
     async def list_subjects(
         gate: Gate,
         limit: int = Query(100, ge=1, le=1000),
@@ -149,9 +143,7 @@ def register_face_routes(app: FastAPI) -> None:
     ) -> Any:
         return bodies.subjects_page(await face_service(gate).list_subjects(limit, cursor))
 
-    @app.get(
-        "/faces/subjects/{subject}", response_model=SubjectDetail, responses=_ERRORS, tags=_TAGS
-    )
+    @get("/faces/subjects/{subject}", SubjectDetail)
     async def get_subject(gate: Gate, subject: str, _: None = Depends(require_read_key)) -> Any:
         return bodies.subject(await face_service(gate).get_subject(subject))
 
@@ -165,6 +157,6 @@ def register_face_routes(app: FastAPI) -> None:
         await face_service(gate).delete_face(face_id)
         return Response(status_code=204)
 
-    @app.get("/faces/gallery", response_model=GalleryStatus, responses=_ERRORS, tags=_TAGS)
+    @get("/faces/gallery", GalleryStatus)
     async def gallery_status(gate: Gate, _: None = Depends(require_read_key)) -> Any:
         return bodies.gallery_status(await face_service(gate).status())

@@ -6,10 +6,14 @@ gateway, serialise its typed answer (service/api/bodies.py) or answer the annota
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.responses import Response
+from pydantic import BaseModel
 
 from service.api import bodies
 from service.api.gateway import Gateway
@@ -23,8 +27,10 @@ from service.api.rest.schemas import (
     ModelList,
     SegmentResponse,
 )
+from service.tasks.base import TaskParams
 from service.tasks.classification import ClassifyParams
 from service.tasks.detection import DetectParams
+from service.tasks.segmentation import SegmentParams
 
 
 def gateway(request: Request) -> Gateway:
@@ -57,66 +63,85 @@ async def infer_route(
     return Response(content, media_type=media_type)
 
 
-def _format(drawn: str) -> Any:
+def format_field(drawn: str) -> Any:
+    """The `format` form field of a route that can answer the annotated image."""
     return Form(None, description=f"json (default), png or jpeg: the input with {drawn}")
 
 
-def _model(kind: str) -> Any:
-    return Form(None, description=f"Model name (default: the first {kind})")
+@dataclass(frozen=True)
+class ImageRoute:
+    """An image route of one task: its form is the task's parameters, `model` and, when the
+    task can draw its result (`drawn` says what), `format`."""
+
+    name: str  # the path and the handler's name (the OpenAPI operation)
+    task: str
+    response: type[BaseModel]
+    params: type[TaskParams]
+    kind: str  # how the `model` field names the default model
+    drawn: str | None = None
 
 
-_ANNOTATED = {**IMAGE_RESPONSE, **ERROR_RESPONSES}
-_CLASSIFY = Depends(params_form(ClassifyParams))
-_DETECT = Depends(params_form(DetectParams))
+IMAGE_ROUTES = (
+    ImageRoute("classify", "classification", ClassifyResponse, ClassifyParams, "classifier"),
+    ImageRoute("detect", "detection", DetectResponse, DetectParams, "detector", "the boxes drawn"),
+    ImageRoute(
+        "instances",
+        "instances",
+        InstancesResponse,
+        DetectParams,
+        "instance segmenter",
+        "the masks drawn",
+    ),
+    ImageRoute(
+        "segment", "segmentation", SegmentResponse, SegmentParams, "segmenter", "the classes tinted"
+    ),
+)
+
+
+def image_handler(route: ImageRoute) -> Callable[..., Awaitable[Any]]:
+    """The route's handler, its form fields in its signature (as FastAPI reads them)."""
+
+    async def handler(
+        gate: Gateway,
+        request: Request,
+        image: UploadFile,
+        params: dict[str, Any],
+        model: str | None,
+        format: str | None = None,
+    ) -> Any:
+        annotate = route.drawn is not None
+        return await infer_route(
+            gate, request, route.task, image, model, params, annotate=annotate, fmt=format
+        )
+
+    fields: list[tuple[str, Any, Any]] = [
+        ("gate", Gate, inspect.Parameter.empty),
+        ("request", Request, inspect.Parameter.empty),
+        ("image", UploadFile, File(description=IMAGE_FIELD)),
+        ("params", dict[str, Any], Depends(params_form(route.params))),
+        (
+            "model",
+            str | None,
+            Form(None, description=f"Model name (default: the first {route.kind})"),
+        ),
+    ]
+    if route.drawn is not None:
+        fields.append(("format", str | None, format_field(route.drawn)))
+    handler.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+            for name, a, d in fields
+        ]
+    )
+    handler.__name__ = route.name
+    return handler
 
 
 def register_inference_routes(app: FastAPI) -> None:
-    @app.post("/classify", response_model=ClassifyResponse, responses=ERROR_RESPONSES)
-    async def classify(
-        gate: Gate,
-        request: Request,
-        image: UploadFile = File(description=IMAGE_FIELD),
-        params: dict[str, Any] = _CLASSIFY,
-        model: str | None = _model("classifier"),
-    ) -> Any:
-        return await infer_route(gate, request, "classification", image, model, params)
-
-    @app.post("/detect", response_model=DetectResponse, responses=_ANNOTATED)
-    async def detect(
-        gate: Gate,
-        request: Request,
-        image: UploadFile = File(description=IMAGE_FIELD),
-        params: dict[str, Any] = _DETECT,
-        format: str | None = _format("the boxes drawn"),
-        model: str | None = _model("detector"),
-    ) -> Any:
-        return await infer_route(
-            gate, request, "detection", image, model, params, annotate=True, fmt=format
-        )
-
-    @app.post("/instances", response_model=InstancesResponse, responses=_ANNOTATED)
-    async def instances(
-        gate: Gate,
-        request: Request,
-        image: UploadFile = File(description=IMAGE_FIELD),
-        params: dict[str, Any] = _DETECT,
-        format: str | None = _format("the masks drawn"),
-        model: str | None = _model("instance segmenter"),
-    ) -> Any:
-        return await infer_route(
-            gate, request, "instances", image, model, params, annotate=True, fmt=format
-        )
-
-    @app.post("/segment", response_model=SegmentResponse, responses=_ANNOTATED)
-    async def segment(
-        gate: Gate,
-        request: Request,
-        image: UploadFile = File(description=IMAGE_FIELD),
-        format: str | None = _format("the classes tinted"),
-        model: str | None = _model("segmenter"),
-    ) -> Any:
-        return await infer_route(
-            gate, request, "segmentation", image, model, {}, annotate=True, fmt=format
+    for route in IMAGE_ROUTES:
+        responses = {**IMAGE_RESPONSE, **ERROR_RESPONSES} if route.drawn else ERROR_RESPONSES
+        app.post(f"/{route.name}", response_model=route.response, responses=responses)(
+            image_handler(route)
         )
 
     @app.get("/v1/models", response_model=ModelList)

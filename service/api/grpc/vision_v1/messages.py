@@ -15,15 +15,7 @@ from google.protobuf import struct_pb2
 from service.api import bodies
 from service.api.gateway import ModelInfo
 from service.api.grpc.vision_v1 import vision_pb2 as pb
-from service.faces.results import (
-    Enrolment,
-    FaceAnalysis,
-    GalleryStatus,
-    Identification,
-    Subject,
-    SubjectsPage,
-    Verification,
-)
+from service.faces import results
 from service.ops.label_maps import encode_png
 from service.pipeline.package import ModelRef
 from service.pipeline.run import Inference
@@ -109,7 +101,7 @@ def detect_faces(answer: Inference[Faces]) -> pb.DetectFacesResponse:
     return pb.DetectFacesResponse(**common(answer), faces=found)
 
 
-def embed_faces(answer: FaceAnalysis) -> pb.EmbedFacesResponse:
+def embed_faces(answer: results.FaceAnalysis) -> pb.EmbedFacesResponse:
     r = answer.result
     vectors = r.embeddings if r.embeddings is not None else np.zeros((len(r), 0), np.float32)
     found = [
@@ -119,7 +111,7 @@ def embed_faces(answer: FaceAnalysis) -> pb.EmbedFacesResponse:
     return pb.EmbedFacesResponse(**common(answer), faces=found)
 
 
-def enrolment(answer: Enrolment) -> pb.EnrollFaceResponse:
+def enrolment(answer: results.Enrolment) -> pb.EnrollFaceResponse:
     return pb.EnrollFaceResponse(
         **common(answer.analysis),
         subject=answer.record.subject,
@@ -129,7 +121,7 @@ def enrolment(answer: Enrolment) -> pb.EnrollFaceResponse:
     )
 
 
-def identification(answer: Identification) -> pb.IdentifyFacesResponse:
+def identification(answer: results.Identification) -> pb.IdentifyFacesResponse:
     found = []
     for i in range(len(answer.analysis.result)):
         face = pb.IdentifiedFace(**_face(answer.analysis.result, i))
@@ -150,7 +142,7 @@ def identification(answer: Identification) -> pb.IdentifyFacesResponse:
     )
 
 
-def verification(answer: Verification) -> pb.VerifyFacesResponse:
+def verification(answer: results.Verification) -> pb.VerifyFacesResponse:
     return pb.VerifyFacesResponse(
         model=model_ref(answer.model),
         similarity=bodies.score(answer.similarity),
@@ -160,7 +152,7 @@ def verification(answer: Verification) -> pb.VerifyFacesResponse:
     )
 
 
-def subjects_page(page: SubjectsPage) -> pb.ListSubjectsResponse:
+def subjects_page(page: results.SubjectsPage) -> pb.ListSubjectsResponse:
     response = pb.ListSubjectsResponse(
         subjects=[
             pb.SubjectSummary(
@@ -174,7 +166,7 @@ def subjects_page(page: SubjectsPage) -> pb.ListSubjectsResponse:
     return response
 
 
-def subject(answer: Subject) -> pb.GetSubjectResponse:
+def subject(answer: results.Subject) -> pb.GetSubjectResponse:
     faces = [
         pb.StoredFace(
             face_id=f.face_id,
@@ -189,7 +181,7 @@ def subject(answer: Subject) -> pb.GetSubjectResponse:
     return pb.GetSubjectResponse(subject=answer.subject, created_at=created, faces=faces)
 
 
-def gallery_status(status: GalleryStatus) -> pb.GetGalleryResponse:
+def gallery_status(status: results.GalleryStatus) -> pb.GetGalleryResponse:
     model = pb.GalleryModel(name=status.model.name, version=status.model.version, dim=status.dim)
     return pb.GetGalleryResponse(
         backend=status.backend,
