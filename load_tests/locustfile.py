@@ -127,6 +127,14 @@ def _enrolment_allowed() -> bool:
     return not _enroll_disabled and bool(face_samples(IMAGE_SIZES))
 
 
+def _enrolment() -> tuple[Sample, str]:
+    """A face photo to enrol and its subject; the task is skipped when enrolment is off."""
+    if not _enrolment_allowed():
+        raise RescheduleTaskImmediately()
+    image = _face_image()
+    return image, SUBJECT_PREFIX + image.photo
+
+
 def _disable_enrolment(reason: str) -> None:
     global _enroll_disabled
     with _state_lock:
@@ -178,10 +186,7 @@ class VisionRestUser(HttpUser):
     @task(1)
     @needs("/faces/enroll")
     def enroll_face(self) -> None:
-        if not _enrolment_allowed():
-            raise RescheduleTaskImmediately()
-        image = _face_image()
-        subject = SUBJECT_PREFIX + image.photo
+        image, subject = _enrolment()
         headers = {"Authorization": f"Bearer {API_KEY}"} if API_KEY else {}
         fields = {"subject": subject, "metadata": json.dumps({"source": "locust"})}
         self._post("/faces/enroll", image, fields, headers=headers, subject=subject)
@@ -325,10 +330,7 @@ class VisionGrpcUser(User):
     @task(1)
     @needs("/faces/enroll")
     def enroll_face(self) -> None:
-        if not _enrolment_allowed():
-            raise RescheduleTaskImmediately()
-        image = _face_image()
-        subject = SUBJECT_PREFIX + image.photo
+        image, subject = _enrolment()
         request = vision_pb2.EnrollFaceRequest(image=image.data, subject=subject)
         request.metadata.update({"source": "locust"})
         self._call("/faces/enroll", "EnrollFace", request, image, subject=subject)

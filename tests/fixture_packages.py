@@ -96,6 +96,7 @@ def write_fixture_package(
 
 # Drawn test scenes for the colour test instruments: (RGB colour, [x1, y1, x2, y2]) rectangles.
 Rects = list[tuple[tuple[int, int, int], list[int]]]
+RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 
 def scene(width: int, height: int, rects: Rects) -> Any:  # np.ndarray uint8 [H, W, 3]
@@ -146,23 +147,19 @@ def annotated_difference(server: Any, path: str, pixels: Any, how: tuple[Any, ..
     return np.abs(np.asarray(img.convert("RGB")).astype(int) - pixels).max(axis=2)
 
 
-def varied_scenes(count: int = 48) -> list[tuple[int, int, Rects]]:
-    """`count` scenes of different sizes, each with one rectangle of a colour (cycling)."""
-    cases = []
-    for i in range(count):
-        width, height = 120 + 7 * i, 90 + 5 * (i % 9)
-        colour = ((255, 0, 0), (0, 255, 0), (0, 0, 255))[i % 3]
-        rects: Rects = [(colour, [5 + i, 10, 5 + i + 60, 10 + 50 + i % 20])]
-        cases.append((width, height, rects))
-    return cases
-
-
-def post_concurrently(server: Any, path: str, cases: list[tuple[int, int, Rects]]) -> list[Any]:
-    """Every case's scene (PNG) posted to `path` at once, 24 at a time; the answers in order."""
+def concurrent_answers(server: Any, path: str, count: int = 48) -> list[tuple[Any, ...]]:
+    """`count` scenes of different sizes, each one rectangle of a colour (cycling), posted
+    (PNG) to `path` at once, 24 at a time: (width, height, rects, answer) of each, in order."""
     import concurrent.futures
     import io
 
     from PIL import Image
+
+    cases = []
+    for i in range(count):
+        width, height = 120 + 7 * i, 90 + 5 * (i % 9)
+        rects: Rects = [((RED, GREEN, BLUE)[i % 3], [5 + i, 10, 5 + i + 60, 10 + 50 + i % 20])]
+        cases.append((width, height, rects))
 
     def post(case: tuple[int, int, Rects]) -> Any:
         buf = io.BytesIO()
@@ -170,4 +167,5 @@ def post_concurrently(server: Any, path: str, cases: list[tuple[int, int, Rects]
         return post_image(server, path, buf.getvalue())
 
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
-        return list(pool.map(post, cases))
+        answers = list(pool.map(post, cases))
+    return [(*case, answer) for case, answer in zip(cases, answers, strict=True)]

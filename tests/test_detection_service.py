@@ -15,14 +15,13 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import fixture_packages as fx
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.detection_fixture import NAME, SIZE, write_package
-from tests.fixture_packages import ANNOTATED, annotated_difference, post_image, scene
+from tests.fixture_packages import BLUE, GREEN, RED, post_image, scene
 from tests.samples import _UNDO_ORIENTATION
 
 pytestmark = pytest.mark.slow
-
-RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +175,10 @@ def test_bad_image_is_400(detector: Server) -> None:
     assert r.json()["error"]["code"] == "invalid_image"
 
 
-@pytest.mark.parametrize("how", ANNOTATED)
+@pytest.mark.parametrize("how", fx.ANNOTATED)
 def test_annotated_image_response(detector: Server, how: tuple) -> None:
     pixels = scene(333, 211, [(RED, [30, 40, 200, 150])])
-    assert annotated_difference(detector, "/detect", pixels, how).max() > 100  # a box was drawn
+    assert fx.annotated_difference(detector, "/detect", pixels, how).max() > 100  # a box was drawn
 
 
 def test_json_stays_the_default(detector: Server) -> None:

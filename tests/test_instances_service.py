@@ -30,20 +30,12 @@ from service.ops.masks import (
 from service.serving.backends import api_name
 from service.tasks.results import Detections, Instances
 from tests import detection_fixture
+from tests import fixture_packages as fx
 from tests.conftest import Server, encode, start_server, stop_server
-from tests.fixture_packages import (
-    ANNOTATED,
-    Rects,
-    annotated_difference,
-    post_concurrently,
-    post_image,
-    scene,
-    varied_scenes,
-)
+from tests.fixture_packages import BLUE, GREEN, RED, Rects, post_image, scene
 from tests.instances_fixture import LABELS, NAME, SCORES, SIZE, STRIDE, write_package
 from tests.samples import _UNDO_ORIENTATION
 
-RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 CLASS = {RED: 0, GREEN: 1, BLUE: 2}
 slow = pytest.mark.slow  # the tests that start a server
 
@@ -257,11 +249,11 @@ def test_score_threshold_classes_and_max_detections(instancer: Server) -> None:
 
 
 @slow
-@pytest.mark.parametrize("how", ANNOTATED)
+@pytest.mark.parametrize("how", fx.ANNOTATED)
 def test_annotated_image_response(instancer: Server, how: tuple) -> None:
     rects: Rects = [(RED, [30, 60, 200, 150]), (BLUE, [220, 20, 320, 200])]
     pixels = scene(333, 211, rects)
-    diff = annotated_difference(instancer, "/instances", pixels, how)
+    diff = fx.annotated_difference(instancer, "/instances", pixels, how)
     fmt = how[3]
     for _, (x1, y1, x2, y2) in rects:  # tinted inside each mask
         assert (diff[y1 + 15 : y2 - 15, x1 + 15 : x2 - 15] > 15).all()  # red on red: 28
@@ -309,9 +301,8 @@ def test_models_and_openapi(instancer: Server) -> None:
 def test_concurrent_requests_batch_and_keep_their_own_masks(instancer: Server) -> None:
     """Many requests at once go through the runner's batchable API (a list of per-image dicts
     of three outputs); each answer is its own."""
-    cases = varied_scenes()
-    responses = post_concurrently(instancer, "/instances", cases)
-    for (width, height, rects), r in zip(cases, responses, strict=True):
+    cases = fx.concurrent_answers(instancer, "/instances")
+    for width, height, rects, r in cases:
         assert r.status_code == 200, r.text
         check_body(r.json(), width, height, rects)
 

@@ -24,20 +24,12 @@ from service.ops.letterbox import letterbox_transform
 from service.serving.backends import api_name
 from service.tasks.results import SegmentationMap
 from tests import detection_fixture
+from tests import fixture_packages as fx
 from tests.conftest import Server, encode, start_server, stop_server
-from tests.fixture_packages import (
-    ANNOTATED,
-    Rects,
-    annotated_difference,
-    post_concurrently,
-    post_image,
-    scene,
-    varied_scenes,
-)
+from tests.fixture_packages import BLUE, GREEN, RED, Rects, post_image, scene
 from tests.samples import _UNDO_ORIENTATION
 from tests.segmentation_fixture import LABELS, NAME, SIZE, write_package
 
-RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 CLASS = {RED: 1, GREEN: 2, BLUE: 3}
 slow = pytest.mark.slow  # the tests that start a server
 
@@ -239,11 +231,11 @@ def test_exif_rotated_jpeg_gives_the_upright_map(segmenter: Server, orientation:
 
 
 @slow
-@pytest.mark.parametrize("how", ANNOTATED)
+@pytest.mark.parametrize("how", fx.ANNOTATED)
 def test_annotated_image_response(segmenter: Server, how: tuple) -> None:
     rects: Rects = [(RED, [30, 60, 200, 150]), (BLUE, [220, 20, 320, 200])]
     pixels = scene(333, 211, rects)
-    diff = annotated_difference(segmenter, "/segment", pixels, how)
+    diff = fx.annotated_difference(segmenter, "/segment", pixels, how)
     fmt = how[3]
     for _, (x1, y1, x2, y2) in rects:  # tinted inside each class region
         assert (diff[y1 + 10 : y2 - 10, x1 + 10 : x2 - 10] > 50).all()
@@ -303,9 +295,8 @@ def test_models_openapi_and_readiness(segmenter: Server) -> None:
 @slow
 def test_concurrent_requests_batch_and_keep_their_own_maps(segmenter: Server) -> None:
     """Many requests at once go through the runner's batchable API; each answer is its own."""
-    cases = varied_scenes()
-    responses = post_concurrently(segmenter, "/segment", cases)
-    for (width, height, rects), r in zip(cases, responses, strict=True):
+    cases = fx.concurrent_answers(segmenter, "/segment")
+    for width, height, rects, r in cases:
         assert r.status_code == 200, r.text
         check_map(check_body(r.json(), width, height), width, height, rects)
 
