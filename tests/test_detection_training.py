@@ -14,9 +14,9 @@ pytest.importorskip("pycocotools")
 
 from service.ops.boxes import unletterbox  # noqa: E402
 from service.pipeline.package import DetectionPost, ModelPackage  # noqa: E402
-from training.det_data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
-from training.det_loss import assign, assign_batch, pad_targets  # noqa: E402
-from training.det_model import decode_boxes, encode_boxes, level_points  # noqa: E402
+from training.detection.data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
+from training.detection.loss import assign, assign_batch, pad_targets  # noqa: E402
+from training.detection.model import decode_boxes, encode_boxes, level_points  # noqa: E402
 
 
 def test_box_encoding_round_trip_on_literal_arrays() -> None:
@@ -112,8 +112,8 @@ def test_letterbox_is_centred_and_inverted_by_the_service() -> None:
 
 def test_train_export_package_smoke(tmp_path) -> None:
     from training.cli import main
-    from training.export import cpu_session
-    from training.scenes import SceneConfig, generate
+    from training.common.export import cpu_session
+    from training.synth.scenes import SceneConfig, generate
 
     generate(
         tmp_path / "scenes",
@@ -179,9 +179,9 @@ def test_train_export_package_smoke(tmp_path) -> None:
 
 
 def test_parity_check_raises_on_disagreement(tmp_path) -> None:
-    from training.det_export import check_detection_parity, export_detector
-    from training.det_model import DetectionServingWrapper, Detector
-    from training.export import ParityError
+    from training.common.export import ParityError
+    from training.detection.export import check_detection_parity, export_detector
+    from training.detection.model import DetectionServingWrapper, Detector
 
     torch.manual_seed(0)
     model = Detector(2, (16, 16, 16, 16, 16), (1, 1, 1, 1), 16, 1)

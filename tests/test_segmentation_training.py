@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from service.pipeline.package import ModelPackage, SegmentationPost  # noqa: E402
-from training.det_data import letterbox  # noqa: E402
-from training.seg_data import IGNORE, load_segmentation_data  # noqa: E402
-from training.seg_eval import confusion, report_from, to_original  # noqa: E402
+from training.detection.data import letterbox  # noqa: E402
+from training.segmentation.data import IGNORE, load_segmentation_data  # noqa: E402
+from training.segmentation.eval import confusion, report_from, to_original  # noqa: E402
 
 
 def test_metrics_on_literal_arrays() -> None:
@@ -70,7 +70,7 @@ def test_voc_style_set_with_labels_txt_and_palette_masks(tmp_path: Path) -> None
 
 
 def test_photometric_augmentation_is_seeded_and_keeps_shape() -> None:
-    from training.segmentation import photometric
+    from training.segmentation.train import photometric
 
     images = torch.randint(0, 256, (6, 16, 16, 3), dtype=torch.uint8)
     a = photometric(images, 0.3, torch.Generator().manual_seed(1))
@@ -81,8 +81,8 @@ def test_photometric_augmentation_is_seeded_and_keeps_shape() -> None:
 
 
 def test_backbone_transfers_from_a_detector_and_refuses_another_shape() -> None:
-    from training.det_model import Detector
-    from training.seg_model import Segmenter, load_backbone
+    from training.detection.model import Detector
+    from training.segmentation.model import Segmenter, load_backbone
 
     torch.manual_seed(0)
     detector = Detector(10, (16, 16, 32, 32, 48), (1, 1, 1, 1), fpn_width=16)
@@ -102,8 +102,8 @@ def test_backbone_transfers_from_a_detector_and_refuses_another_shape() -> None:
 
 def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.cli import main
-    from training.export import cpu_session
-    from training.scenes import SceneConfig, generate
+    from training.common.export import cpu_session
+    from training.synth.scenes import SceneConfig, generate
 
     generate(
         tmp_path / "scenes",

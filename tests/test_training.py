@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from service.pipeline.package import METRIC_DECIMALS, ModelPackage  # noqa: E402
-from training.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
-from training.engine import warmup_cosine  # noqa: E402
-from training.export import ParityError, ServingWrapper, check_parity, cpu_session  # noqa: E402
-from training.transforms import random_crop, random_hflip  # noqa: E402
+from training.classification.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
+from training.classification.transforms import random_crop, random_hflip  # noqa: E402
+from training.common.engine import warmup_cosine  # noqa: E402
+from training.common.export import ParityError, ServingWrapper, check_parity, cpu_session  # noqa: E402
 
 HAVE_FASHION_MNIST = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists()
 
@@ -255,7 +255,7 @@ def test_onnx_takes_uint8_nhwc_with_dynamic_batch(package_dir: Path) -> None:
 
 
 def test_parity_check_raises_on_a_different_model(package_dir: Path) -> None:
-    from training.models import build_model
+    from training.classification.model import build_model
 
     torch.manual_seed(123)
     wrong = build_model(
@@ -272,8 +272,8 @@ def test_parity_check_raises_on_a_different_model(package_dir: Path) -> None:
 
 def test_parity_check_passes_on_identical_graph(tmp_path: Path) -> None:
     """The check itself: an exported wrapper agrees with its own PyTorch model on RGB noise."""
-    from training.export import export_onnx
-    from training.models import build_model
+    from training.classification.model import build_model
+    from training.common.export import export_onnx
 
     torch.manual_seed(0)
     model = build_model("resnet", in_channels=1, num_classes=3, width=4, depths=(1,), dropout=0.0)
@@ -315,7 +315,7 @@ class _Probe(torch.nn.Module):
 def test_exported_graph_preprocessing(
     tmp_path: Path, channels: int, mean: tuple, std: tuple, expected: list
 ) -> None:
-    from training.export import export_onnx
+    from training.common.export import export_onnx
 
     wrapper = ServingWrapper(_Probe(), channels, mean, std)
     path = export_onnx(wrapper, tmp_path / "probe.onnx", 1, 1)

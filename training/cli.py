@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from service.pipeline.package import ModelPackage
-    from training.data import ImageData
+    from training.classification.data import ImageData
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -37,14 +37,14 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from training.classification import main as train_main
+    from training.classification.train import main as train_main
 
     train_main(args, command_line(args))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.classification import package_from_run
+    from training.classification.train import package_from_run
 
     package_from_run(args.run_dir)
     return 0
@@ -52,7 +52,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _load_package_data(args: argparse.Namespace, split: str) -> tuple[ModelPackage, ImageData]:
     from service.pipeline.package import ModelPackage
-    from training.data import get_dataset
+    from training.classification.data import get_dataset
 
     package = ModelPackage.load(args.package)
     size = (package.input.height, package.input.width)
@@ -65,7 +65,7 @@ def _load_package_data(args: argparse.Namespace, split: str) -> tuple[ModelPacka
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate_onnx, plot_confusion_matrix
+    from training.classification.eval import evaluate_onnx, plot_confusion_matrix
 
     package, data = _load_package_data(args, "test")
     file = "model.int8.onnx" if args.int8 else package.file
@@ -92,9 +92,9 @@ def _quantize(args: argparse.Namespace) -> int:
     import torch
 
     from service.pipeline.package import Quantized
-    from training.evaluate import evaluate_onnx, service_input
-    from training.export import quantize_int8
-    from training.package import INT8_FILE
+    from training.classification.eval import evaluate_onnx, service_input
+    from training.common.export import quantize_int8
+    from training.common.package import INT8_FILE
 
     package, test = _load_package_data(args, "test")  # --limit: seeded test subset
     args.limit = None
@@ -112,21 +112,21 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _train_detector(args: argparse.Namespace) -> int:
-    from training.detection import main as train_main
+    from training.detection.train import main as train_main
 
     train_main(args, command_line(args))
     return 0
 
 
 def _train_segmenter(args: argparse.Namespace) -> int:
-    from training.segmentation import train
+    from training.segmentation.train import train
 
     train(args, command_line(args))
     return 0
 
 
 def _evaluate_segmenter(args: argparse.Namespace) -> int:
-    from training.segmentation import evaluate_package, evaluate_service
+    from training.segmentation.train import evaluate_package, evaluate_service
 
     if (args.package is None) == (args.url is None):
         raise SystemExit("evaluate-segmenter: give a package directory or --url, not both")
@@ -142,7 +142,7 @@ def _evaluate_segmenter(args: argparse.Namespace) -> int:
 
 
 def _evaluate_instances(args: argparse.Namespace) -> int:
-    from training.instances import evaluate_package, evaluate_service
+    from training.instances.train import evaluate_package, evaluate_service
 
     return _evaluate_coco(
         args, "evaluate-instances", "segm_precision_recall.png", evaluate_package, evaluate_service
@@ -150,21 +150,21 @@ def _evaluate_instances(args: argparse.Namespace) -> int:
 
 
 def _train_instances(args: argparse.Namespace) -> int:
-    from training.instances import train
+    from training.instances.train import train
 
     train(args, command_line(args))
     return 0
 
 
 def _export_detector(args: argparse.Namespace) -> int:
-    from training.detection import package_from_run
+    from training.detection.train import package_from_run
 
     package_from_run(args.run_dir, args.test)
     return 0
 
 
 def _evaluate_detector(args: argparse.Namespace) -> int:
-    from training.det_package import evaluate_package, evaluate_service
+    from training.detection.package import evaluate_package, evaluate_service
 
     return _evaluate_coco(
         args, "evaluate-detector", "precision_recall.png", evaluate_package, evaluate_service
@@ -215,7 +215,7 @@ def _size(text: str) -> tuple[tuple[int, int], tuple[int, int]]:
 
 
 def _scenes(args: argparse.Namespace) -> int:
-    from training.scenes import SceneConfig, generate
+    from training.synth.scenes import SceneConfig, generate
 
     height, width = args.size
     config = SceneConfig(
@@ -259,7 +259,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = subparsers.add_parser("train-classifier", help="(needs the `train` extra)")
         p.set_defaults(func=_missing_train)
         return
-    from training.classification import add_train_args
+    from training.classification.train import add_train_args
 
     p = subparsers.add_parser(
         "train-classifier",
@@ -286,7 +286,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-size", type=int, default=512)
     p.set_defaults(func=_quantize)
 
-    from training.det_args import add_train_args as add_detector_args
+    from training.detection.args import add_train_args as add_detector_args
 
     p = subparsers.add_parser(
         "train-detector",
@@ -317,7 +317,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--png", type=Path, default=None, help="precision-recall PNG path")
     p.set_defaults(func=_evaluate_detector)
 
-    from training.det_args import add_instance_args
+    from training.detection.args import add_instance_args
 
     p = subparsers.add_parser(
         "train-instances",
@@ -341,7 +341,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--png", type=Path, default=None, help="mask precision-recall PNG path")
     p.set_defaults(func=_evaluate_instances)
 
-    from training.seg_args import add_train_args as add_segmenter_args
+    from training.segmentation.args import add_train_args as add_segmenter_args
 
     p = subparsers.add_parser(
         "train-segmenter",
@@ -383,10 +383,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_scenes_args(p)
 
-    from training.mtcnn_export import add_commands as add_face_detector_commands
+    from training.faces.detector.export import add_commands as add_face_detector_commands
 
     add_face_detector_commands(subparsers)
-    from training.face_cli import add_commands as add_face_commands
+    from training.faces.args import add_commands as add_face_commands
 
     add_face_commands(subparsers)
 

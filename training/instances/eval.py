@@ -1,0 +1,128 @@
+"""COCO bbox and segm mAP of an instance segmenter, the way the service answers.
+
+Per image: boxes back to original pixels and NMS exactly as ``training.detection.eval`` (the
+service's ``clip_to_image`` and ``postprocess_detections``); then, for the kept candidates
+only, the service's own mask functions (``service.ops.masks``: prototypes x coefficients,
+cropped to the box, sampled at the original pixels, thresholded, COCO RLE); pycocotools scores
+both the boxes and the masks against the set's annotation file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
+from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
+from service.ops.nms import postprocess_detections
+from training.detection.data import DetectionData
+from training.detection.eval import (
+    EVAL_IOU_THRESHOLD,
+    EVAL_MAX_DETECTIONS,
+    EVAL_SCORE_THRESHOLD,
+    DetectionReport,
+    score_results,
+)
+
+# uint8 [B, S, S, 3] -> (detections [B, K, 4 + C], coefficients [B, K, P], prototypes [B, P, h, w])
+Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass
+class InstanceReport:
+    bbox: DetectionReport
+    segm: DetectionReport
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {f"bbox_{k}": v for k, v in self.bbox.metrics.items()} | {
+            f"segm_{k}": v for k, v in self.segm.metrics.items()
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.segm.samples,
+            **self.metrics,
+            "per_class_segm_ap": self.segm.per_class_ap,
+            "per_class_bbox_ap": self.bbox.per_class_ap,
+        }
+
+
+def instance_results(
+    data: DetectionData,
+    predict: Predict,
+    *,
+    mask_threshold: float = 0.5,
+    batch_size: int = 16,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(COCO bbox results, COCO segm results) for every image of ``data``."""
+    boxes_out: list[dict[str, Any]] = []
+    masks_out: list[dict[str, Any]] = []
+    category_ids = data.coco.category_ids
+    for start in range(0, len(data), batch_size):
+        dets, coefs, protos = predict(data.images[start : start + batch_size].numpy())
+        stride = data.size[1] / protos.shape[-1]
+        for j in range(len(dets)):
+            i = start + j
+            geo, entry = data.geometry[i], data.coco[i]
+            raw = np.ascontiguousarray(dets[j, :, :4], dtype=np.float32)
+            source = unletterbox(raw, geo.scale, geo.pad_x, geo.pad_y)
+            clipped, valid = clip_to_image(source, entry.width, entry.height, MIN_INSIDE_FRACTION)
+            kept = postprocess_detections(
+                clipped[valid],
+                np.ascontiguousarray(dets[j, valid, 4:], dtype=np.float32),
+                score_threshold=EVAL_SCORE_THRESHOLD,
+                iou_threshold=EVAL_IOU_THRESHOLD,
+                max_detections=EVAL_MAX_DETECTIONS,
+            )
+            if len(kept.keep) == 0:
+                continue
+            chosen = np.flatnonzero(valid)[kept.keep]
+            probs = prototype_masks(coefs[j, chosen], protos[j], raw[chosen] / stride)
+            affine = Affine1D(
+                geo.scale / stride, geo.pad_x / stride, geo.scale / stride, geo.pad_y / stride
+            )
+            for m, (box, score, cls) in enumerate(
+                zip(clipped[chosen], kept.scores, kept.class_ids, strict=True)
+            ):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                common = {
+                    "image_id": entry.id,
+                    "category_id": category_ids[int(cls)],
+                    "score": float(score),
+                }
+                boxes_out.append(common | {"bbox": [x1, y1, x2 - x1, y2 - y1]})
+                crop, placement = paste_mask(
+                    probs[m], box, affine, entry.width, entry.height, mask_threshold
+                )
+                rle = encode_rle(crop, placement, entry.width, entry.height)
+                masks_out.append(common | {"segmentation": rle})
+    return boxes_out, masks_out
+
+
+def evaluate_instances(
+    data: DetectionData, predict: Predict, mask_threshold: float = 0.5
+) -> InstanceReport:
+    bbox, segm = instance_results(data, predict, mask_threshold=mask_threshold)
+    ids, classes = list(data.image_ids), data.classes
+    return InstanceReport(
+        score_results(data.annotation_file, ids, classes, bbox, "bbox"),
+        score_results(data.annotation_file, ids, classes, segm, "segm"),
+    )
+
+
+def onnx_predictor(onnx_path: Any) -> Predict:
+    from training.common.export import INPUT_NAME, cpu_session
+
+    session = cpu_session(onnx_path)
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        dets, coefs, protos = session.run(
+            ["detections", "coefficients", "prototypes"], {INPUT_NAME: images}
+        )
+        return dets, coefs, protos
+
+    return predict

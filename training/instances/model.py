@@ -1,0 +1,86 @@
+"""Instance segmentation: the FCOS detector plus a YOLACT-style mask branch.
+
+Prototypes: P3 upsampled to stride 4, added to a lateral of the stride-4 backbone feature, two
+3x3 convs and a 1x1 to ``prototypes`` (P) maps covering the whole input at a quarter of its
+resolution. Coefficients: a 3x3 conv on each level's shared head tower, ``tanh``: P per
+location. A candidate's mask is ``sigmoid(coefficients . prototypes)``, cropped to its box
+(``service.pipeline.package.InstancesPost``); NMS runs in the service, as for detection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.detection.model import DetectionServingWrapper, Detector, _conv_bn_relu, decode_boxes
+
+PROTOTYPE_STRIDE = 4
+
+
+class InstanceSegmenter(Detector):
+    """Returns ``(cls [N, K, C], deltas [N, K, 4], centerness [N, K], coefficients [N, K, P],
+    prototypes [N, P, H / 4, W / 4])``."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = (24, 48, 96, 144, 192),
+        depths: Sequence[int] = (1, 2, 2, 2),
+        fpn_width: int = 96,
+        head_convs: int = 3,
+        prototypes: int = 16,
+    ) -> None:
+        super().__init__(num_classes, widths, depths, fpn_width, head_convs)
+        self.config["prototypes"] = prototypes
+        self.proto_lateral = nn.Conv2d(widths[1], fpn_width, 1)
+        self.protonet = nn.Sequential(
+            _conv_bn_relu(fpn_width, fpn_width),
+            _conv_bn_relu(fpn_width, fpn_width),
+            nn.Conv2d(fpn_width, prototypes, 1),
+        )
+        self.coef_out = nn.Conv2d(fpn_width, prototypes, 3, padding=1)
+        nn.init.normal_(self.coef_out.weight, std=0.01)
+        nn.init.zeros_(self.coef_out.bias)  # type: ignore[arg-type]
+
+    def forward_all(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        c2, levels = self.pyramid(x)
+        cls_t, box_t, towers = self.heads(levels)
+        coef = torch.cat([self.coef_out(t).flatten(2) for t in towers], dim=2).transpose(1, 2)
+        up = F.interpolate(levels[0], size=c2.shape[-2:], mode="nearest")
+        protos = self.protonet(self.proto_lateral(c2) + up)
+        return cls_t, box_t[..., :4], box_t[..., 4], torch.tanh(coef), protos
+
+
+class InstanceServingWrapper(DetectionServingWrapper):
+    """uint8 NHWC RGB ``images`` -> (``detections`` [N, K, 4 + C] as the detector's,
+    ``coefficients`` [N, K, P], ``prototypes`` [N, P, H / 4, W / 4])."""
+
+    model: InstanceSegmenter
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        cls, deltas, ctr, coef, protos = self.model.forward_all(self.normalise(images))
+        boxes = decode_boxes(self.points, deltas)
+        scores = torch.sqrt(torch.sigmoid(cls) * torch.sigmoid(ctr)[..., None])
+        return torch.cat([boxes, scores], dim=2), coef, protos
+
+
+def mask_logits(coefficients: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``[M, P]`` coefficients with one image's ``[P, Hp, Wp]`` prototypes -> ``[M, Hp, Wp]``."""
+    p, hp, wp = prototypes.shape
+    return (coefficients @ prototypes.reshape(p, hp * wp)).reshape(-1, hp, wp)
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int, stride: float) -> torch.Tensor:
+    """bool ``[M, height, width]``: prototype pixels whose centre lies inside each input-pixel
+    box ``[M, 4]`` (prototype pixel (i, j) is centred at ((j + 0.5) s, (i + 0.5) s)), edges
+    included, as ``service.ops.masks.prototype_masks`` crops."""
+    ys = (torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # [M, W]
+    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # [M, H]
+    return inside_y[:, :, None] & inside_x[:, None, :]
