@@ -132,8 +132,8 @@ def max_box_error(expected: list[dict], got: list[dict], transform=lambda box: b
 
 
 def test_map_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> None:
+    from training.common.coco_eval import score_results
     from training.common.http_eval import coco_results
-    from training.detection.eval import score_results
 
     image_ids, classes, results, _ = coco_results(scenes, server.url, "/detect", concurrency=4)
     assert len(image_ids) == NUM_IMAGES

@@ -4,6 +4,7 @@ through training, ONNX export, parity, COCO evaluation and packaging."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ pytest.importorskip("pycocotools")
 
 from service.ops.boxes import unletterbox  # noqa: E402
 from service.pipeline.package import DetectionPost, ModelPackage  # noqa: E402
-from training.detection.data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
+from training.common.letterbox import PAD_VALUE, letterbox  # noqa: E402
+from training.detection.data import augment_batch  # noqa: E402
 from training.detection.loss import assign, assign_batch, pad_targets  # noqa: E402
 from training.detection.model import decode_boxes, encode_boxes, level_points  # noqa: E402
 
@@ -194,3 +196,35 @@ def test_parity_check_raises_on_disagreement(tmp_path) -> None:
         wrapper.model.cls_out.bias.add_(1.0)  # the torch model no longer matches the file
     with pytest.raises(ParityError):
         check_detection_parity(wrapper, path, images)
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed during epoch 2 and resumed with ``--resume runs/<name>`` alone: the weights and
+    metrics.jsonl rows of the run left alone (augmentation draws from the run's generator)."""
+    from tests.resume_fixture import assert_refused, assert_same_run, interrupted_and_resumed
+    from training.cli import main
+    from training.synth.scenes import SceneConfig, generate
+
+    generate(
+        tmp_path / "scenes",
+        SceneConfig(num_images=12, seed=4, height=(96, 128), width=(96, 128), objects=(1, 3)),
+    )
+    ann = tmp_path / "scenes" / "annotations.json"
+
+    def argv(run: str) -> list[str]:
+        return [
+            "train-detector", f"--train={ann}", f"--test={ann}", "--image-size=96",
+            "--epochs=2", "--max-steps=2", "--batch-size=4", "--val-fraction=0.25",
+            "--widths=16,16,16,32,32", "--fpn-width=16", "--name=resume-det",
+            f"--output-dir={tmp_path / run / 'store'}", f"--run-dir={tmp_path / run}",
+        ]  # fmt: skip
+
+    assert main(argv("whole")) == 0
+    run = tmp_path / "resumed"
+    interrupted_and_resumed(main, argv("resumed"), run, monkeypatch)
+    assert_same_run(tmp_path / "whole", run)
+    refused = ["train-detector", "--resume", str(run), "--lr=0.1", "--threads=1"]
+    assert "--lr" in assert_refused(main, refused, capsys)
+    assert "last.pt" in assert_refused(main, ["train-detector", "--resume", str(tmp_path)], capsys)

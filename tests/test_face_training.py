@@ -269,3 +269,37 @@ def test_data_landmarks_finds_the_generator_s_landmarks(tmp_path: Path) -> None:
     assert "p0/cup.png" not in marks and len(marks) >= 6
     errors = [np.abs(np.array(marks[rel]) - truth[rel]).max() for rel in marks]
     assert max(errors) < 8.0, errors  # pixels, on 160 px images with ~60 px faces
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ArcFace (a loss with weights: they are checkpointed too), dropout and augmentation:
+    killed during epoch 2 and resumed, the run ends where the run left alone does."""
+    import torch
+
+    from tests.resume_fixture import assert_same_run, interrupted_and_resumed
+    from training.cli import main
+
+    write_dataset(tmp_path / "train", identities=8, images_per_identity=3, seed=0, size=64)
+    write_dataset(tmp_path / "test", identities=3, images_per_identity=3, seed=1, size=64)
+
+    def argv(run: str) -> list[str]:
+        return [
+            "train-face-embedder", "--data", str(tmp_path / "train"), "--test",
+            str(tmp_path / "test"), "--loss", "arcface", "--epochs", "2",
+            "--steps-per-epoch", "2", "--batch", "4,2", "--image-size", "32", "--dim", "8",
+            "--widths", "8,8,8,8", "--depths", "1,1,1", "--val-fraction", "0.25",
+            "--threads", "1", "--out", str(tmp_path / run / "store" / "faces"),
+            "--run-dir", str(tmp_path / run),
+        ]  # fmt: skip
+
+    assert main(argv("whole")) == 0
+    interrupted_and_resumed(main, argv("resumed"), tmp_path / "resumed", monkeypatch)
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
+    whole, resumed = (
+        torch.load(tmp_path / r / "last.pt", weights_only=True)["modules"]
+        for r in ("whole", "resumed")
+    )
+    weight = "head.weight"
+    assert torch.equal(whole["criterion"][weight], resumed["criterion"][weight])

@@ -153,7 +153,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_miou_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> None:
-    from training.common.http_eval import segmentation_report
+    from training.segmentation.eval import segmentation_report
 
     report = segmentation_report(scenes, server.url, concurrency=4)
     assert report.samples == NUM_IMAGES
@@ -163,8 +163,8 @@ def test_miou_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> No
 
 
 def test_segm_map_over_http_from_the_returned_rle(server: Server, scenes: Path) -> None:
+    from training.common.coco_eval import score_results
     from training.common.http_eval import coco_results
-    from training.detection.eval import score_results
 
     annotations = scenes / "annotations.json"
     ids, classes, boxes, masks = coco_results(annotations, server.url, "/instances", concurrency=4)

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from service.pipeline.package import ModelPackage, SegmentationPost  # noqa: E402
-from training.detection.data import letterbox  # noqa: E402
+from training.common.letterbox import letterbox  # noqa: E402
 from training.segmentation.data import IGNORE, load_segmentation_data  # noqa: E402
 from training.segmentation.eval import confusion, report_from, to_original  # noqa: E402
 

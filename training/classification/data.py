@@ -15,8 +15,10 @@ Sources:
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -231,3 +233,32 @@ def train_val_split(data: ImageData, val_fraction: float, seed: int) -> tuple[Im
         data.subset(train_idx, f"{base}; train part ({len(train_idx)})"),
         data.subset(val_idx, f"{base}; held-out validation ({len(val_idx)}, seed {seed})"),
     )
+
+
+def batches(
+    data: ImageData, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (uint8 images, labels) batches; the last partial batch is kept."""
+    n = len(data)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield data.images[idx], data.labels[idx]
+
+
+def image_size(args: argparse.Namespace) -> int:
+    if args.image_size is not None:
+        return int(args.image_size)
+    return 28 if args.dataset == "fashion-mnist" else 64
+
+
+def load_splits(args: argparse.Namespace) -> tuple[ImageData, ImageData, ImageData]:
+    size = (image_size(args), image_size(args))
+    full = get_dataset(
+        args.dataset, "train", root=args.data_root, size=size, limit=args.limit, seed=args.seed
+    )
+    test = get_dataset(
+        args.dataset, "test", root=args.data_root, size=size, limit=args.test_limit, seed=args.seed
+    )
+    train, val = train_val_split(full, args.val_fraction, args.seed)
+    return train, val, test

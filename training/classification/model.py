@@ -6,10 +6,14 @@ width/depth options. ``build_model`` is the registry the CLI uses.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from training.classification.data import image_size
+from training.common.layers import BasicBlock, init_weights
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -18,28 +22,6 @@ def _conv_bn(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     ]
-
-
-class BasicBlock(nn.Module):
-    """ResNet basic block (two 3x3 convs) with a 1x1 projection shortcut when shapes change."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + self.shortcut(x))
 
 
 class ResNet(nn.Module):
@@ -125,21 +107,6 @@ class VGGNet(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def init_weights(model: nn.Module) -> None:
-    """Kaiming-normal convs (fan_out, ReLU), unit BN, small-normal linear layers."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0.0, 0.01)
-            nn.init.zeros_(m.bias)
-
-
 MODELS: dict[str, Callable[..., nn.Module]] = {"resnet": ResNet, "vgg": VGGNet}
 
 
@@ -162,3 +129,19 @@ def build_model(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def create_model(args: argparse.Namespace, in_channels: int, num_classes: int) -> torch.nn.Module:
+    if args.depths is None:
+        args.depths = "2,2" if args.arch == "vgg" else "1,1,1"
+    depths = tuple(int(d) for d in str(args.depths).split(","))
+    model = build_model(
+        args.arch,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        width=args.width,
+        depths=depths,
+        dropout=args.dropout,
+        input_size=image_size(args),
+    )
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -211,3 +211,23 @@ def load_coco(annotation_file: Path, image_dir: Path | None = None) -> CocoSet:
         images=images,
         image_dir=image_dir,
     )
+
+
+def describe_set(annotation_file: Path) -> str:
+    """``path`` plus, for a set from ``vision data-scenes``, the options that regenerate it."""
+    try:
+        info = json.loads(Path(annotation_file).read_text()).get("info", {})
+    except (OSError, ValueError):
+        return str(annotation_file)
+    config = info.get("config", {})
+    if info.get("generator") != "training.scenes" or not config:
+        return str(annotation_file)
+    side = lambda r: f"{r[0]}" if r[0] == r[1] else f"{r[0]}-{r[1]}"  # noqa: E731
+    size = side(config["height"])
+    if config["height"] != config["width"]:
+        size = f"{side(config['width'])}x{side(config['height'])}"
+    return (
+        f"{annotation_file} (vision data-scenes --split {config['split']} --num-images "
+        f"{config['num_images']} --size {size} --seed {config['seed']}; backgrounds "
+        f"{', '.join(info.get('backgrounds', []))}; {info.get('item_source', '')})"
+    )

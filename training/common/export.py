@@ -1,8 +1,9 @@
-"""ONNX export with the preprocessing folded into the graph, a parity check, INT8 quantisation.
+"""ONNX export and its checks, for every task: ``export_onnx`` (a serving wrapper, which folds
+the preprocessing into the graph, to one self-contained file with a dynamic batch axis), ONNX
+Runtime next to PyTorch on the same images (``onnx_torch_outputs``: each task's parity check
+compares them), the parity images of a letterboxed set, static INT8 quantisation.
 
-The exported graph takes what the service sends, ``images``: uint8 ``[N, H, W, 3]`` RGB
-(dynamic N), and returns ``probabilities``: float32 ``[N, num_classes]``. Inside the graph:
-cast, RGB -> luma (greyscale models), /255, mean/std normalisation, the network, softmax.
+Every exported graph takes what the service sends, ``images``: uint8 ``[N, H, W, 3]`` RGB.
 """
 
 from __future__ import annotations
@@ -21,46 +22,19 @@ if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
 INPUT_NAME = "images"
-OUTPUT_NAME = "probabilities"
-LUMA = (0.299, 0.587, 0.114)
+OUTPUT_NAME = "probabilities"  # the classifier's output, the default of ``export_onnx``
 
 
 class ParityError(RuntimeError):
     """ONNX Runtime and PyTorch disagree on the exported model."""
 
 
-class ServingWrapper(nn.Module):
-    """uint8 NHWC RGB in, class probabilities out; everything the service must not do itself."""
+@dataclass(frozen=True)
+class Parity:
+    """Base of a parity report (metrics.json's ``export_parity``)."""
 
-    luma: torch.Tensor
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    def __init__(
-        self,
-        model: nn.Module,
-        in_channels: int,
-        mean: Sequence[float],
-        std: Sequence[float],
-    ) -> None:
-        super().__init__()
-        if in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-        self.model = model
-        self.greyscale = in_channels == 1
-        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1))
-        # (x/255 - mean)/std == x * scale + shift
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))
-        self.register_buffer("shift", -mean_t / std_t)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).to(torch.float32)
-        if self.greyscale:
-            x = (x * self.luma).sum(dim=1, keepdim=True)
-        x = x * self.scale + self.shift
-        return torch.softmax(self.model(x), dim=1)
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 def export_onnx(
@@ -106,28 +80,6 @@ def cpu_session(path: Path) -> InferenceSession:
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(session: InferenceSession, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Run an ONNX session on uint8 ``[N,H,W,3]`` images in batches; returns probabilities."""
-    outputs = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: images[i : i + batch_size]})[0]
-        for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(outputs, axis=0)
-
-
-@dataclass(frozen=True)
-class ParityReport:
-    batch_sizes: tuple[int, ...]
-    samples: int
-    max_abs_diff: float
-    atol: float
-    rtol: float
-    argmax_agreement: float
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 def onnx_torch_outputs(
@@ -184,33 +136,6 @@ def onnx_torch_batches(
         yield bs, got[0], expected[0]
 
 
-def check_parity(
-    wrapper: nn.Module,
-    onnx_path: Path,
-    images: np.ndarray,
-    *,
-    batch_sizes: Sequence[int] = (1, 8),
-    atol: float = 1e-5,
-    rtol: float = 1e-4,
-) -> ParityReport:
-    """Compare ONNX Runtime (CPU EP) with PyTorch on the same uint8 ``[N,H,W,3]`` images.
-
-    Raises ``ParityError`` when any probability differs beyond ``atol + rtol * |torch|``.
-    """
-    max_diff, agree, total = 0.0, 0, 0
-    for bs, got, expected in onnx_torch_batches(wrapper, onnx_path, images, batch_sizes):
-        diff = np.abs(got - expected)
-        max_diff = max(max_diff, float(diff.max()))
-        if not np.all(diff <= atol + rtol * np.abs(expected)):
-            raise ParityError(
-                f"batch {bs}: ONNX Runtime and PyTorch differ by up to {float(diff.max()):.3g} "
-                f"(atol {atol}, rtol {rtol})"
-            )
-        agree += int((got.argmax(1) == expected.argmax(1)).sum())
-        total += bs
-    return ParityReport(tuple(batch_sizes), total, max_diff, atol, rtol, agree / total)
-
-
 def quantize_int8(
     onnx_path: Path, out_path: Path, calibration: np.ndarray, batch_size: int = 64
 ) -> Path:
@@ -255,3 +180,12 @@ def quantize_int8(
     finally:
         pre.unlink(missing_ok=True)
     return out_path
+
+
+def parity_images(images: torch.Tensor, seed: int) -> np.ndarray:
+    """Up to 5 real letterboxed uint8 ``images`` (a detection or segmentation set's), then
+    seeded random noise: 1 + 4 + 8 = 13 images (the parity batches)."""
+    real = images[: min(5, len(images))].numpy()
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 256, size=(13 - len(real), *real.shape[1:]), dtype=np.uint8)
+    return np.concatenate([real, noise])

@@ -3,9 +3,9 @@ as a file to ``/detect``, ``/instances`` or ``/segment`` and the answers, in the
 image's pixels, are scored against the set's ground truth.
 
 - boxes (``/detect``, ``/instances``) and masks (``/instances``: COCO RLE as returned) become
-  COCO results for pycocotools (``training.detection.eval.score_results``);
+  COCO results for pycocotools (``training.common.coco_eval.score_results``);
 - label maps (``/segment``: the base64 one-channel PNG) are decoded and compared pixel by pixel
-  with the set's label PNGs (``training.segmentation.eval``).
+  with the set's label PNGs (``training.segmentation.eval.segmentation_report``).
 
 Any non-200 answer is an error: the evaluation does not skip images.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from training.detection.eval import EVAL_IOU_THRESHOLD, EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD
+from training.common.coco_eval import EVAL_IOU_THRESHOLD, EVAL_MAX_DETECTIONS, EVAL_SCORE_THRESHOLD
 
 Handle = Callable[[int, dict[str, Any]], None]  # (index of the file, JSON answer)
 
@@ -126,38 +126,3 @@ def decode_label_png(body: dict[str, Any]) -> np.ndarray:
         if im.mode != "L":
             raise RuntimeError(f"label PNG mode {im.mode}, expected L (one channel)")
         return np.asarray(im, dtype=np.uint8)
-
-
-def segmentation_report(
-    root: Path,
-    url: str,
-    *,
-    model: str | None = None,
-    image_dir: str = "images",
-    mask_dir: str = "semantic",
-    limit: int | None = None,
-    concurrency: int = 8,
-) -> Any:
-    """``SegmentationReport`` (mIoU, pixel accuracy, per-class IoU) of a running service's
-    ``/segment`` on a label-PNG set; the service's labels must be the set's classes."""
-    from training.segmentation.data import class_names, pairs, read_mask
-    from training.segmentation.eval import confusion, report_from
-
-    classes = class_names(root)
-    found = pairs(root, image_dir, mask_dir)[:limit]
-    k = len(classes)
-    matrix = np.zeros((k, k), dtype=np.int64)
-
-    def handle(i: int, body: dict[str, Any]) -> None:
-        nonlocal matrix
-        if list(body["labels"]) != classes:
-            raise RuntimeError(f"service labels {body['labels']} != set classes {classes}")
-        truth = read_mask(found[i][1])
-        pred = decode_label_png(body)
-        if pred.shape != truth.shape:
-            raise RuntimeError(f"{found[i][0].name}: label map {pred.shape} != {truth.shape}")
-        matrix += confusion(truth, pred, k)
-
-    fields = {"model": model} if model else {}
-    post_all(url, "/segment", [f[0] for f in found], fields, handle, concurrency=concurrency)
-    return report_from(matrix, classes, len(found))

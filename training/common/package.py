@@ -1,6 +1,9 @@
-"""Write ``model_store/<name>/``: export, parity check, ONNX evaluation, INT8, model.json.
+"""Packaging helpers every exporter uses to write ``model_store/<name>/``: provenance (the
+training command, seed, data, git commit, date, training time, hardware, framework versions),
+the staging directory, the exported graph, metrics.json, the package's common fields, and the
+install.
 
-The package is assembled in ``<run_dir>/package`` and swapped into place at the end, so a
+A package is assembled in ``<run_dir>/package`` and swapped into place at the end, so a
 reader of ``model_store/`` never sees a half-written package.
 """
 
@@ -8,38 +11,23 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from service.pipeline.package import (
-    MODEL_FILE,
-    ClassificationPost,
-    Evaluation,
-    InputSpec,
-    ModelPackage,
-    Provenance,
-    Quantized,
-)
-from training.classification.data import ImageData
-from training.classification.eval import (
-    ClassificationReport,
-    evaluate_onnx,
-    plot_confusion_matrix,
-    service_input,
-    write_report,
-)
-from training.common.export import ServingWrapper, check_parity, export_onnx, quantize_int8
-
-INT8_FILE = "model.int8.onnx"
-CONFUSION_FILE = "confusion_matrix.png"
-METRICS_FILE = "metrics.json"
+from service.pipeline.package import MODEL_FILE, ModelPackage, Provenance, Task
+from training.common.export import export_onnx
+from training.common.log import CURVE_FILE
 
 
 def git_commit() -> str:
@@ -95,10 +83,15 @@ def frameworks() -> dict[str, str]:
 
 def provenance(summary: dict, seed: int, data: str, commit: str | None = None) -> Provenance:
     """The package's provenance from a run's summary (``command``, ``training_time_s``,
-    ``threads``, optional ``device`` and training ``framework`` versions); ``commit`` defaults
-    to the current ``git_commit()``."""
+    ``threads``, optional ``device``, training ``framework`` versions and ``resumed``: the
+    commands that continued the run, named after its own); ``commit`` defaults to the current
+    ``git_commit()``."""
+    resumed = [
+        f"resumed after epoch {r['after_epoch']}: {r['command']}"
+        for r in summary.get("resumed", [])
+    ]
     return Provenance(
-        command=summary["command"],
+        command="; ".join([summary["command"], *resumed]),
         seed=seed,
         data=data,
         git_commit=commit or git_commit(),
@@ -116,25 +109,75 @@ def _framework(training: dict[str, str]) -> dict[str, str]:
     return here | {f"training_{k}": v for k, v in training.items() if here.get(k) != v}
 
 
-def hyperparameters(args: argparse.Namespace) -> dict[str, object]:
-    """A run's options for metrics.json (paths as strings, no CLI internals)."""
-    return {
-        k: str(v) if isinstance(v, Path) else v
-        for k, v in vars(args).items()
-        if k not in ("func", "command_line")
-    }
-
-
 def fresh_stage(run_dir: Path) -> Path:
     """An empty ``<run_dir>/package`` to assemble a package in, with the run's training curve
     (``training_curve.png``, validation metric by training time) when there is one."""
     stage = run_dir / "package"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    curve = run_dir / "training_curve.png"
+    curve = run_dir / CURVE_FILE
     if curve.exists():
         shutil.copy(curve, stage / curve.name)
     return stage
+
+
+def export_stage(
+    wrapper: nn.Module,
+    run_dir: Path,
+    height: int,
+    width: int,
+    opset: int,
+    output_name: str | Sequence[str],
+) -> tuple[Path, Path]:
+    """``(stage, model.onnx in it)``: a ``fresh_stage`` with ``wrapper`` (put in eval mode)
+    exported into it."""
+    stage = fresh_stage(run_dir)
+    onnx_path = export_onnx(
+        wrapper.eval(), stage / MODEL_FILE, height, width, opset, output_name=output_name
+    )
+    return stage, onnx_path
+
+
+def write_json(path: Path, document: dict[str, Any]) -> Path:
+    """A package's metrics.json (indented; values JSON cannot hold as strings)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return path
+
+
+def holdout_split(args: argparse.Namespace, note: str = "") -> str:
+    """The ``split`` of a validation ``Evaluation``: ``--val-fraction`` held out of train."""
+    return f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed}{note})"
+
+
+def install(
+    args: argparse.Namespace, stage: Path, *, task: Task, description: str, **fields: Any
+) -> Path:
+    """The package ``--name`` ``--version`` (``--description``, else ``description``) of
+    ``task`` with ``fields``: model.json into ``stage``, then ``stage`` into
+    ``--output-dir/--name``."""
+    package = ModelPackage(
+        name=args.name,
+        task=task,
+        version=args.version,
+        description=args.description or description,
+        **fields,
+    )
+    return save_and_install(package, stage, args.output_dir / args.name)
+
+
+def check_labels(classes: Sequence[str], labels: Sequence[str]) -> None:
+    """A data set scores a package only with the package's labels, in its order."""
+    if list(classes) != list(labels):
+        raise SystemExit(f"data set classes {classes} != package labels {labels}")
+
+
+def letterboxed_package(directory: Path, task: str, kind: str) -> ModelPackage:
+    """The package in ``directory``, which must be a letterboxed ``task`` package."""
+    package = ModelPackage.load(directory)
+    if package.task != task or package.input.resize != "letterbox":
+        raise SystemExit(f"{directory} is not a letterboxed {kind} package")
+    return package
 
 
 def save_and_install(package: ModelPackage, stage: Path, target: Path) -> Path:
@@ -142,128 +185,6 @@ def save_and_install(package: ModelPackage, stage: Path, target: Path) -> Path:
     package.save(stage)
     ModelPackage.load(stage)  # round-trip validation
     return _install(stage, target)
-
-
-def parity_images(val: ImageData, seed: int) -> np.ndarray:
-    """1 + 8 real images (as the service sends them) then 16 random RGB noise images."""
-    real = service_input(val.subset(torch.arange(min(9, len(val)))))
-    rng = np.random.default_rng(seed)
-    noise = rng.integers(0, 256, size=(16, *real.shape[1:]), dtype=np.uint8)
-    return np.concatenate([real, noise])
-
-
-def dataset_name(args: argparse.Namespace) -> str:
-    return "fashion-mnist" if args.dataset == "fashion-mnist" else f"imagefolder:{args.data_root}"
-
-
-def write_package(
-    *,
-    args: argparse.Namespace,
-    model: torch.nn.Module,
-    summary: dict,
-    run_dir: Path,
-    train_data: ImageData,
-    val_data: ImageData,
-    test_data: ImageData,
-    val_metrics: dict[str, float],
-) -> Path:
-    stage = fresh_stage(run_dir)
-    height, width = test_data.size
-    wrapper = ServingWrapper(model, train_data.channels, summary["mean"], summary["std"]).eval()
-    onnx_path = export_onnx(wrapper, stage / MODEL_FILE, height, width, opset=args.opset)
-    images = parity_images(val_data, args.seed)
-    n_real = min(9, len(val_data))
-    parity = check_parity(
-        wrapper, onnx_path, images, batch_sizes=[b for b in (1, n_real - 1, 16) if b > 0]
-    )
-    print(f"parity OK: max |onnx - torch| = {parity.max_abs_diff:.2e} over {parity.samples} images")
-
-    report = evaluate_onnx(onnx_path, test_data)
-    print(f"ONNX test top-1 {report.top1:.4f} top-5 {report.top5:.4f} ({report.samples} images)")
-    split = "test" if args.dataset != "fashion-mnist" else "test (t10k)"
-    title = f"{args.name} {args.version}: {split} top-1 {report.top1:.4f}"
-    plot_confusion_matrix(report.confusion, test_data.classes, stage / CONFUSION_FILE, title)
-
-    quantized, int8_report = None, None
-    if args.quantize:
-        quantized, int8_report = _quantize(
-            onnx_path, stage / INT8_FILE, train_data, test_data, report, args
-        )
-    extra: dict[str, object] = {
-        "dataset": dataset_name(args),
-        "split": split,
-        "data": test_data.description,
-        "export_parity": parity.as_dict(),
-        "validation_torch": val_metrics,
-        "training": summary,
-        "hyperparameters": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-    }
-    if int8_report is not None:
-        extra["int8"] = int8_report.as_json()
-    write_report(report, stage / METRICS_FILE, extra)
-
-    evaluations = [
-        Evaluation(
-            dataset=dataset_name(args), split=split, samples=report.samples, metrics=report.metrics
-        ),
-        Evaluation(
-            dataset=dataset_name(args),
-            split=f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed})",
-            samples=len(val_data),
-            metrics={"top1": val_metrics["top1"], "top5": val_metrics["top5"]},
-        ),
-    ]
-    package = ModelPackage(
-        name=args.name,
-        task="classification",
-        version=args.version,
-        description=args.description or _describe(args),
-        input=InputSpec(width=width, height=height),
-        labels=list(test_data.classes),
-        postprocess=ClassificationPost(top_k=min(5, len(test_data.classes))),
-        evaluation=evaluations,
-        quantized=quantized,
-        provenance=provenance(
-            summary,
-            args.seed,
-            f"train: {summary['train_data']}; test: {test_data.description}",
-            commit=summary.get("git_commit"),
-        ),
-    )
-    return save_and_install(package, stage, args.output_dir / args.name)
-
-
-def _describe(args: argparse.Namespace) -> str:
-    channels = (
-        "greyscale (RGB -> luma inside the graph)" if args.dataset == "fashion-mnist" else "RGB"
-    )
-    return (
-        f"{args.arch} width {args.width} depths {args.depths} image classifier, {channels}; "
-        "input uint8 NHWC RGB, cast + normalisation + softmax inside the graph"
-    )
-
-
-def _quantize(
-    onnx_path: Path,
-    out_path: Path,
-    train_data: ImageData,
-    test_data: ImageData,
-    float_report: ClassificationReport,
-    args: argparse.Namespace,
-) -> tuple[Quantized, ClassificationReport]:
-    count = min(args.calibration_size, len(train_data))
-    generator = torch.Generator().manual_seed(args.seed)
-    calib = train_data.subset(torch.randperm(len(train_data), generator=generator)[:count])
-    quantize_int8(onnx_path, out_path, service_input(calib))
-    report = evaluate_onnx(out_path, test_data)
-    quantized = Quantized.against(
-        out_path.name, report.metrics, float_report.metrics, out_path.stat().st_size
-    )
-    print(
-        f"INT8 test top-1 {report.top1:.4f} (delta {quantized.delta['top1']:+.4f}), "
-        f"{quantized.size_bytes / 1024:.0f} KiB"
-    )
-    return quantized, report
 
 
 def _install(stage: Path, target: Path) -> Path:

@@ -1,7 +1,18 @@
-"""The epoch loop shared by the detector and segmenter trainers (``train-detector``,
-``train-segmenter``): seeding, device, AdamW/SGD with warm-up + cosine, validation every
-``--eval-every`` epochs keeping the best epoch (``BestEpoch``), early stopping, progress lines
-and the run's ``summary.json`` (written at the start and completed at the end)."""
+"""The one training loop: ``Run``, used by every trainer (``train-classifier``,
+``train-detector``, ``train-segmenter``, ``train-instances``, ``train-face-embedder``).
+
+A trainer seeds (``seed_everything``), builds its data and model, then a ``Run``: the optimiser
+(``build_optimizer``: SGD with Nesterov momentum or AdamW, no weight decay on biases and norms)
+and the LR schedule (``Schedule``: linear warm-up, then cosine). ``Run.fit`` runs the epochs:
+the trainer's ``train_one_epoch`` (which steps through ``Run.bar``, a progress bar, and
+``Run.step``), its ``evaluate`` every ``eval_every`` epochs and at the last, one row per
+validated epoch in ``metrics.jsonl`` and a progress line (``training.common.log``), the best
+epoch kept by one validation metric (higher is better), early stopping after ``patience``
+epochs without improvement, ``last.pt`` after every epoch and ``best.pt`` at the best
+(``training.common.checkpoint``), ``summary.json`` (written at the start, completed at the
+end) and the training curve; the best epoch's weights are back in the model at the end. Given
+a checkpoint (``--resume``), it continues from there, appending to ``metrics.jsonl``.
+"""
 
 from __future__ import annotations
 
@@ -9,69 +20,222 @@ import argparse
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from training.common.engine import BestEpoch, build_optimizer, warmup_cosine
-from training.common.package import frameworks
+from training.common.args import hyperparameters
+from training.common.checkpoint import (
+    BEST_FILE,
+    LAST_FILE,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from training.common.device import device_label, resolve_device
+from training.common.log import CURVE_FILE, Epoch, Log, Row, plot_curve
+from training.common.optim import Schedule, build_optimizer
 
-TrainEpoch = Callable[[int], dict[str, float]]  # epoch -> {"train_loss", "steps", ...}
-Validate = Callable[[], dict[str, float]]  # -> metrics (prefixed "val_" in the rows)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when PyTorch sees a GPU, else the CPU; ``cuda`` without one is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: PyTorch sees no CUDA device")
-    return torch.device(name)
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+TrainEpoch = Callable[[int], Row]  # epoch -> {"train_loss", ...}
+Validate = Callable[[], Row]  # -> metrics (prefixed "val_" in the rows)
+T = TypeVar("T")
 
 
-def start_run(args: argparse.Namespace) -> Path:
-    """Seed, set the CPU threads and create the run directory (default ``runs/<name>``)."""
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir: Path = args.run_dir or Path("runs") / args.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+def run_directory(args: argparse.Namespace) -> Path:
+    """``--run-dir``, default ``runs/<name>``."""
+    return Path(args.run_dir or Path("runs") / args.name)
 
 
-@dataclass
 class Run:
-    """One training run's optimisation state and record."""
+    """One training run: optimisation state, generators, record, checkpoints (module doc)."""
 
-    args: argparse.Namespace
-    model: nn.Module
-    run_dir: Path
-    device: torch.device
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    steps: int  # optimiser steps per epoch
-    generator: torch.Generator
-    summary: dict = field(default_factory=dict)
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        command: str,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: Schedule,
+        *,
+        metric: str,
+        log: Log,
+        summary: dict[str, Any] | None = None,
+        modules: dict[str, nn.Module] | None = None,
+        generators: dict[str, torch.Generator] | None = None,
+        device: torch.device | None = None,
+    ) -> None:
+        """``metric``: the validation metric that picks the best epoch (``top1`` is the rows'
+        ``val_top1``); ``summary``: what ``summary.json`` starts with (None: no summary.json);
+        ``modules``: other trained modules to checkpoint (a loss with weights); ``generators``:
+        other generators the trainer draws from, besides ``Run.generator``."""
+        self.args, self.command, self.model = args, command, model
+        self.optimizer, self.schedule = optimizer, schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: schedule.lr_factor(step)
+        )
+        self.metric, self.log, self.summary = metric, log, summary
+        self.modules = modules or {}
+        self.generator = torch.Generator().manual_seed(args.seed)
+        self.generators = {"run": self.generator, **(generators or {})}
+        self.device = device or torch.device("cpu")
+        self.run_dir = run_directory(args)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.epoch, self.elapsed, self.stale, self.stopped = 0, 0.0, 0, False
+        self.best: Row = {self.key: -1.0}
+        self.resumed: list[dict[str, Any]] = []
+        if summary is not None:
+            self.write_summary()
+
+    @property
+    def key(self) -> str:
+        return f"val_{self.metric}"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def bar(self, batches: Iterable[T], epoch: int) -> tqdm[T]:
+        """An epoch's progress bar over its ``schedule.steps`` batches."""
+        total = self.schedule.steps
+        return tqdm(batches, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+
+    def step(self, loss: torch.Tensor, clip: float | None = None) -> None:
+        """One optimiser step on ``loss``, gradients clipped to norm ``clip``, then the LR's."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+        self.scheduler.step()
+
+    def fit(
+        self, train_epoch: TrainEpoch, validate: Validate, checkpoint: dict | None = None
+    ) -> Row:
+        """Run the epochs (those after ``checkpoint``'s); returns the best validated row, whose
+        weights are back in the model."""
+        if checkpoint is None:
+            self.metrics_file.write_text("")
+        else:
+            self.restore(checkpoint)
+        epochs, every = self.schedule.epochs, self.schedule.eval_every
+        start = time.perf_counter() - self.elapsed
+        while self.epoch < epochs and not self.stopped:
+            number, lr, began = self.epoch + 1, self.lr, time.perf_counter()
+            train = train_epoch(number)
+            trained = time.perf_counter()
+            improved = False
+            if number % every and number != epochs:  # no validation this epoch
+                e = Epoch(number, epochs, lr, start, began, trained, trained)
+                tqdm.write(self.log.skipped(e, train))
+            else:
+                val = {f"val_{k}": v for k, v in validate().items()}
+                e = Epoch(number, epochs, lr, start, began, trained, time.perf_counter())
+                row = self.log.row(e, train, val)
+                improved = self.record(row)
+                tqdm.write(self.log.line(e, row, self.best, self.metric))
+                patience = self.schedule.patience
+                if patience and self.stale * every >= patience:
+                    self.stopped = True
+                    tqdm.write(self.log.stopped(self.metric, self.stale))
+            self.epoch, self.elapsed = number, time.perf_counter() - start
+            self.save(improved)
+        self.finish()
+        return self.best
+
+    def record(self, row: Row) -> bool:
+        """Append ``row`` to metrics.jsonl with ``best``: whether it improved the metric."""
+        improved = row[self.key] > self.best[self.key]
+        if improved:
+            self.best, self.stale = dict(row), 0
+        else:
+            self.stale += 1
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(row | {"best": improved}) + "\n")
+        return improved
+
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run continues from (``training.common.checkpoint``)."""
+        return {
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "modules": {name: m.state_dict() for name, m in self.modules.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "metric": self.key,
+            "best": {k: v.item() if isinstance(v, np.generic) else v for k, v in self.best.items()},
+            "stale": self.stale,
+            "stopped": self.stopped,
+            "elapsed_s": self.elapsed,
+            "args": hyperparameters(self.args),
+            "command": self.command,
+            "resumed": self.resumed,
+            "rng": rng_state(self.generators),
+        }
+
+    def save(self, best: bool) -> None:
+        """``last.pt``; also ``best.pt`` when this epoch is the best so far."""
+        state = self.state()
+        save_checkpoint(state, self.run_dir / LAST_FILE)
+        if best:
+            save_checkpoint(state, self.run_dir / BEST_FILE)
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint``: weights, optimiser, schedule, record, generators; rows
+        of later epochs (written before a crash, with no checkpoint of theirs) are dropped."""
+        self.model.load_state_dict(checkpoint["model"])
+        for name, module in self.modules.items():
+            module.load_state_dict(checkpoint["modules"][name])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.epoch, self.elapsed = int(checkpoint["epoch"]), float(checkpoint["elapsed_s"])
+        self.best, self.stale = dict(checkpoint["best"]), int(checkpoint["stale"])
+        self.stopped, self.resumed = bool(checkpoint["stopped"]), list(checkpoint["resumed"])
+        set_rng_state(checkpoint["rng"], self.generators)
+        rows = self.metrics_file.read_text().splitlines() if self.metrics_file.exists() else []
+        kept = [r for r in rows if r.strip() and json.loads(r)["epoch"] <= self.epoch]
+        self.metrics_file.write_text("".join(f"{r}\n" for r in kept))
+        tqdm.write(f"resuming {self.run_dir} after epoch {self.epoch}")
+
+    def finish(self) -> None:
+        """Complete summary.json, draw the curve, load the best epoch's weights."""
+        if self.summary is not None:
+            self.summary |= {
+                "training_time_s": round(self.elapsed, 1),
+                "best_epoch": int(self.best["epoch"]),
+            }
+            if self.resumed:
+                self.summary["resumed"] = self.resumed
+            self.write_summary()
+        if self.log.curve:
+            plot_curve(self.metrics_file, self.key, self.run_dir / CURVE_FILE)
+        self.model.load_state_dict(load_checkpoint(self.run_dir / BEST_FILE)["model"])
+
+    def write_summary(self) -> None:
+        (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
 
     @classmethod
-    def create(
+    def letterboxed(
         cls,
         args: argparse.Namespace,
-        model: nn.Module,
-        run_dir: Path,
-        train_size: int,
         command: str,
+        model: nn.Module,
+        train_size: int,
+        metric: str,
     ) -> Run:
+        """The run of ``train-detector``, ``train-segmenter`` and ``train-instances`` (their
+        shared options): device, AdamW/SGD, steps capped by ``--max-steps``, a cosine to 1%."""
+        from training.common.package import frameworks
+
         device = resolve_device(args.device)
         print(f"device: {device_label(device)}")
         optimizer = build_optimizer(
@@ -80,9 +244,8 @@ class Run:
         steps = math.ceil(train_size / args.batch_size)
         if args.max_steps:
             steps = min(steps, args.max_steps)
-        total, warmup = steps * args.epochs, round(steps * args.warmup_epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
+        schedule = Schedule(
+            args.epochs, steps, args.warmup_epochs, 0.01, args.eval_every, args.patience
         )
         summary = {
             "command": command,
@@ -93,100 +256,20 @@ class Run:
             "model_config": getattr(model, "config", {}),
             "train_data": f"{args.train} ({train_size} images after the validation split)",
         }
-        run = cls(
+        log = Log(args.batch_size)
+        return cls(
             args,
+            command,
             model,
-            run_dir,
-            device,
             optimizer,
-            scheduler,
-            steps,
-            torch.Generator().manual_seed(args.seed),
-            summary,
+            schedule,
+            metric=metric,
+            log=log,
+            summary=summary,
+            device=device,
         )
-        run.write_summary()
-        return run
-
-    def write_summary(self) -> None:
-        (self.run_dir / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
-
-    def fit(self, train_epoch: TrainEpoch, validate: Validate, metric: str) -> dict[str, float]:
-        """Run the epochs; returns the best validated row (its weights are back in the model)."""
-        args = self.args
-        tracker = BestEpoch(self.run_dir, f"val_{metric}")
-        train_start = time.perf_counter()
-        for epoch in range(1, args.epochs + 1):
-            t0 = time.perf_counter()
-            row: dict[str, float] = {"epoch": epoch, **train_epoch(epoch)}
-            t1 = time.perf_counter()
-            speed = row["steps"] * args.batch_size / (t1 - t0)
-            line = f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.3f}"
-            if epoch % args.eval_every and epoch != args.epochs:
-                tqdm.write(f"{line} {t1 - t0:.0f}s, {speed:.1f} img/s")
-                continue
-            row |= {f"val_{k}": v for k, v in validate().items()}
-            row["train_time_s"] = round(t1 - t0, 2)
-            row["images_per_s"] = round(speed, 1)
-            row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
-            row["elapsed_s"] = round(time.perf_counter() - train_start, 1)
-            tracker.update(row, self.model)
-            best = tracker.best
-            shown = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
-            tqdm.write(
-                f"{line} val {shown} (best {metric} {best[f'val_{metric}']:.4f} @ "
-                f"{int(best['epoch'])}) {t1 - t0:.0f}s, {speed:.1f} img/s"
-            )
-            if args.patience and tracker.stale * args.eval_every >= args.patience:
-                tqdm.write(
-                    f"early stop: no val {metric} improvement in {tracker.stale} evaluations"
-                )
-                break
-        self.summary |= {
-            "training_time_s": round(time.perf_counter() - train_start, 1),
-            "best_epoch": int(tracker.best["epoch"]),
-        }
-        self.write_summary()
-        plot_curve(self.run_dir / "metrics.jsonl", f"val_{metric}", self.run_dir / CURVE_FILE)
-        tracker.restore(self.model)
-        return tracker.best
 
 
-CURVE_FILE = "training_curve.png"
-
-
-def plot_curve(log: Path, metric: str, png: Path) -> Path | None:
-    """The validation ``metric`` against training time (``elapsed_s``) from a run's
-    metrics.jsonl: the picture of what more time buys. None when nothing was validated."""
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if metric in r and "elapsed_s" in r]
-    if not rows:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    minutes = [r["elapsed_s"] / 60 for r in rows]
-    ax.plot(minutes, [r[metric] for r in rows], marker="o")
-    for r, x in zip(rows, minutes, strict=True):
-        ax.annotate(
-            str(int(r["epoch"])),
-            (x, r[metric]),
-            fontsize=7,
-            xytext=(2, 2),
-            textcoords="offset points",
-        )
-    ax.set_xlabel("training time (min)")
-    ax.set_ylabel(metric)
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{metric} by training time (epochs annotated)")
-    fig.tight_layout()
-    fig.savefig(png, dpi=80)
-    plt.close(fig)
-    return png
-
-
-def val_metrics(best: dict[str, float]) -> dict[str, float]:
+def val_metrics(best: Row) -> Row:
     """The ``val_`` entries of a row, without the prefix."""
     return {k[4:]: v for k, v in best.items() if k.startswith("val_")}

@@ -1,18 +1,14 @@
-"""Detection data: COCO sets letterboxed exactly as the service will, batches, augmentation.
+"""Detection data: COCO sets letterboxed exactly as the service will
+(``training.common.letterbox``), batches, augmentation.
 
-Letterbox (``letterbox``): the image is resized with Pillow bilinear by
-``scale = min(S_h / h, S_w / w)`` to ``round(w * scale) x round(h * scale)`` and placed CENTRED
-on a ``pad_value`` (114) canvas: ``pad_x = (S_w - new_w) // 2`` left, ``pad_y = (S_h - new_h) // 2``
-top. Boxes map to the model input as ``box * scale + pad`` and back with
-``service.ops.boxes.unletterbox(boxes, scale, pad_x, pad_y)``.
-
-Augmentation (training only, per image, seeded): horizontal flip and scale jitter (zoom the
-letterboxed image by a factor in ``[1 - j, 1 + j]`` about a random point, padding with
-``pad_value`` or cropping; boxes that keep less than 40% of their area are dropped).
+Augmentation (training only, per image, seeded): horizontal flip and scale jitter
+(``training.common.jitter``); boxes that keep less than 40% of their area are dropped, masks
+move with their boxes.
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,47 +17,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from training.common.coco import CocoImage, CocoSet, load_coco
+from training.common.coco import CocoImage, CocoSet, decode_segmentation, load_coco
+from training.common.jitter import draw_jitter, resample
+from training.common.letterbox import Letterbox, letterbox
+from training.common.splits import holdout
 
-PAD_VALUE = 114
 MASK_STRIDE = 4  # instance masks are kept at a quarter of the model input's resolution
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    scale: float
-    pad_x: int
-    pad_y: int
-
-
-def letterbox_geometry(height: int, width: int, out_h: int, out_w: int) -> Letterbox:
-    scale = min(out_h / height, out_w / width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    return Letterbox(scale, (out_w - new_w) // 2, (out_h - new_h) // 2)
-
-
-def letterbox(
-    pixels: np.ndarray,
-    out_h: int,
-    out_w: int,
-    pad_value: int = PAD_VALUE,
-    resample: Image.Resampling = Image.Resampling.BILINEAR,
-) -> tuple[np.ndarray, Letterbox]:
-    """uint8 ``[H, W, 3]`` (or ``[H, W]``, e.g. a label map with ``NEAREST``) -> letterboxed
-    (centred) ``[out_h, out_w, ...]`` + its geometry."""
-    h, w = pixels.shape[:2]
-    geo = letterbox_geometry(h, w, out_h, out_w)
-    new_w, new_h = max(1, round(w * geo.scale)), max(1, round(h * geo.scale))
-    resized = pixels
-    if (new_h, new_w) != (h, w):
-        img = Image.fromarray(pixels).resize((new_w, new_h), resample)
-        resized = np.asarray(img, dtype=np.uint8)
-    out = np.full((out_h, out_w, *pixels.shape[2:]), pad_value, dtype=np.uint8)
-    out[geo.pad_y : geo.pad_y + new_h, geo.pad_x : geo.pad_x + new_w] = resized
-    return out, geo
 
 
 @dataclass
@@ -150,8 +113,6 @@ def load_detection_data(
 
 def _instance_masks(entry: CocoImage, size: int) -> torch.Tensor:
     """uint8 ``[M, size / MASK_STRIDE, size / MASK_STRIDE]`` masks of the non-crowd instances."""
-    from training.common.coco import decode_segmentation
-
     cells = size // MASK_STRIDE
     out = np.zeros((int((~entry.iscrowd).sum()), cells, cells), dtype=np.uint8)
     kept = [s for s, crowd in zip(entry.segmentations, entry.iscrowd, strict=True) if not crowd]
@@ -165,15 +126,6 @@ def _instance_masks(entry: CocoImage, size: int) -> torch.Tensor:
         )
         out[j] = pooled.mean(axis=(1, 3)) >= 0.5
     return torch.from_numpy(out)
-
-
-def split_data(
-    data: DetectionData, val_fraction: float, seed: int
-) -> tuple[DetectionData, DetectionData]:
-    """A seeded (train, validation) split of one set."""
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(len(data) * val_fraction)) if val_fraction > 0 else 0
-    return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
 
 
 def _jitter_boxes(
@@ -201,86 +153,6 @@ def _jitter_boxes(
     keep = area(clipped) >= 0.4 * area(moved).clamp(min=1e-6)
     keep &= (clipped[:, 2] - clipped[:, 0] > 2) & (clipped[:, 3] - clipped[:, 1] > 2)
     return clipped[keep], labels[keep], keep
-
-
-@dataclass(frozen=True)
-class Jitter:
-    """One image's augmentation: a horizontal flip, then a zoom by ``zoom`` (x, y) with the
-    zoomed image's top-left placed at ``offset`` (x, y) on the canvas."""
-
-    flipped: bool = False
-    zoom: tuple[float, float] = (1.0, 1.0)
-    offset: tuple[int, int] = (0, 0)
-
-
-IDENTITY = Jitter()
-
-
-def draw_jitter(
-    count: int,
-    size: tuple[int, int],
-    *,
-    flip: bool,
-    scale_jitter: float,
-    generator: torch.Generator,
-) -> list[Jitter]:
-    """Per image: a flip with probability 1/2, a zoom by ``z`` in ``[1 - j, 1 + j]`` at a random
-    integer offset (padding or cropping), drawn in this order from the CPU ``generator``."""
-    size_h, size_w = size
-    out = []
-    for _ in range(count):
-        flipped = flip and float(torch.rand(1, generator=generator)) < 0.5
-        zoom, offset = (1.0, 1.0), (0, 0)
-        if scale_jitter > 0:
-            z = 1.0 + (float(torch.rand(1, generator=generator)) * 2 - 1) * scale_jitter
-            new_h, new_w = max(1, round(size_h * z)), max(1, round(size_w * z))
-            lo_x, hi_x = min(0, size_w - new_w), max(0, size_w - new_w)
-            lo_y, hi_y = min(0, size_h - new_h), max(0, size_h - new_h)
-            ox = int(torch.randint(lo_x, hi_x + 1, (1,), generator=generator))
-            oy = int(torch.randint(lo_y, hi_y + 1, (1,), generator=generator))
-            zoom, offset = (new_w / size_w, new_h / size_h), (ox, oy)
-        out.append(Jitter(flipped, zoom, offset))
-    return out
-
-
-def resample(
-    images: torch.Tensor,
-    jitters: list[Jitter],
-    *,
-    mode: str = "bilinear",
-    pad: int = PAD_VALUE,
-    stride: float = 1.0,
-) -> torch.Tensor:
-    """Apply ``jitters`` to uint8 ``[B, H, W, C]`` ``images`` (any device) in one
-    ``grid_sample`` at pixel centres (as ``F.interpolate(align_corners=False)`` resizes);
-    pixels from outside the source get ``pad``. ``mode="nearest"`` for label maps; ``stride``:
-    the images are maps at 1/stride of the resolution the jitters were drawn for."""
-    count, size_h, size_w = images.shape[:3]
-    if all(j == IDENTITY for j in jitters):
-        return images
-    device = images.device
-    p = torch.tensor(
-        [(float(j.flipped), *j.zoom, *j.offset) for j in jitters],
-        dtype=torch.float32,
-        device=device,
-    )  # [B, 5]
-    u = torch.arange(size_w, device=device, dtype=torch.float32) + 0.5
-    v = torch.arange(size_h, device=device, dtype=torch.float32) + 0.5
-    # source x (in the flipped image), [B, W]; offsets are in full-resolution pixels
-    xs = (u[None] * stride - p[:, 3:4]) / p[:, 1:2] / stride - 0.5
-    xs = torch.where(p[:, 0:1] > 0, size_w - 1 - xs, xs)
-    ys = (v[None] * stride - p[:, 4:5]) / p[:, 2:3] / stride - 0.5  # [B, H]
-    grid = torch.stack(
-        [
-            ((2 * xs + 1) / size_w - 1)[:, None, :].expand(count, size_h, size_w),
-            ((2 * ys + 1) / size_h - 1)[:, :, None].expand(count, size_h, size_w),
-        ],
-        dim=-1,
-    )
-    src = images.permute(0, 3, 1, 2).float() - pad  # zeros padding = pad
-    out = F.grid_sample(src, grid, mode=mode, padding_mode="zeros", align_corners=False)
-    out = (out + pad).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return out.contiguous()
 
 
 def augment_batch(
@@ -366,3 +238,21 @@ def batches(
                 masks=masks,
             )
         yield Batch(images, boxes, labels, masks)
+
+
+def get_dataset(
+    args: argparse.Namespace, with_masks: bool = False
+) -> tuple[DetectionData, DetectionData, DetectionData]:
+    """(train, validation, test): ``--train`` less its seeded ``--val-fraction`` hold-out, and
+    ``--test``; the two files must have the same classes."""
+    threads = getattr(args, "load_threads", 1)
+    full = load_detection_data(
+        args.train, args.image_size, args.limit, threads=threads, with_masks=with_masks
+    )
+    train, val = holdout(full, args.val_fraction, args.seed)
+    test = load_detection_data(
+        args.test, args.image_size, args.test_limit, threads=threads, with_masks=with_masks
+    )
+    if test.classes != train.classes:
+        raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
+    return train, val, test

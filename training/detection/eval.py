@@ -1,20 +1,16 @@
-"""COCO evaluation of a detector the way the service runs it.
+"""COCO evaluation of a detector the way the service runs it; ``evaluate-detector``.
 
 ``predict`` is any function from uint8 letterboxed images ``[B, S, S, 3]`` to the model's
 ``detections`` ``[B, K, 4 + C]`` (the exported ONNX session, or the PyTorch serving wrapper for
 validation). Each image then goes the service's way: ``service.ops.boxes.unletterbox`` back to
 original pixels, ``clip_to_image`` (clip; drop boxes mostly outside the image), then
 ``service.ops.nms.postprocess_detections``; pycocotools' ``COCOeval`` scores the result against
-the set's own annotation file.
+the set's own annotation file (``training.common.coco_eval``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,36 +18,23 @@ import numpy as np
 
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.nms import postprocess_detections
-from service.pipeline.package import round_metric
-from training.detection.data import DetectionData
+from training.common.coco_eval import (
+    EVAL_IOU_THRESHOLD,
+    EVAL_MAX_DETECTIONS,
+    EVAL_SCORE_THRESHOLD,
+    DetectionReport,
+    plotted,
+    score_results,
+)
+from training.common.export import INPUT_NAME, cpu_session
+from training.common.package import check_labels, letterboxed_package
+from training.detection.data import DetectionData, load_detection_data
+from training.detection.model import OUTPUT_NAME
 
 Predict = Callable[[np.ndarray], np.ndarray]
-EVAL_SCORE_THRESHOLD = 0.01
-EVAL_IOU_THRESHOLD = 0.6
-EVAL_MAX_DETECTIONS = 100
-
-
-@dataclass
-class DetectionReport:
-    samples: int
-    map: float
-    map50: float
-    map75: float
-    per_class_ap: dict[str, float]
-    precision: np.ndarray = field(repr=False)  # COCOeval precision [T, R, K, A, M]
-
-    @property
-    def metrics(self) -> dict[str, float]:
-        return {"map": self.map, "map50": self.map50, "map75": self.map75}
-
-    def as_json(self) -> dict[str, Any]:
-        return {"samples": self.samples, **self.metrics, "per_class_ap": self.per_class_ap}
 
 
 def onnx_predictor(onnx_path: Path) -> Predict:
-    from training.common.export import cpu_session
-    from training.detection.export import INPUT_NAME, OUTPUT_NAME
-
     session = cpu_session(onnx_path)
     return lambda images: session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
@@ -105,78 +88,31 @@ def coco_evaluate(data: DetectionData, predict: Predict, **kwargs: Any) -> Detec
     return score_results(data.annotation_file, list(data.image_ids), data.classes, results)
 
 
-def score_results(
-    annotation_file: Path,
-    image_ids: list[int],
-    classes: list[str],
-    results: list[dict],
-    iou_type: str = "bbox",
-) -> DetectionReport:
-    """pycocotools ``COCOeval`` (``bbox`` or ``segm``) of COCO ``results`` on ``image_ids``."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:
+    """COCO-evaluate a detection package's ONNX model on a COCO set; writes the PR PNG."""
+    package = letterboxed_package(package_dir, "detection", "detection")
+    data = load_detection_data(annotations, package.input.height, limit)
+    check_labels(data.classes, package.labels)
+    report = coco_evaluate(data, onnx_predictor(package_dir / package.file))
+    title = f"{package.name}: mAP {report.map:.4f}"
+    return report.as_json() | plotted(report, data.classes, png, title)
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(annotation_file))
-        dt = gt.loadRes(results) if results else COCO()
-        evaluator = COCOeval(gt, dt, iou_type)
-        evaluator.params.imgIds = list(image_ids)
-        if results:
-            evaluator.evaluate()
-            evaluator.accumulate()
-            evaluator.summarize()
-    if not results:
-        empty = np.zeros((10, 101, len(classes), 4, 3))
-        return DetectionReport(len(image_ids), 0.0, 0.0, 0.0, dict.fromkeys(classes, 0.0), empty)
-    precision = evaluator.eval["precision"]  # [T, R, K, A, M]; -1 = no ground truth
-    per_class = {}
-    for k, name in enumerate(classes):
-        p = precision[:, :, k, 0, -1]
-        per_class[name] = round_metric(float(p[p > -1].mean())) if (p > -1).any() else float("nan")
-    stats = evaluator.stats
-    return DetectionReport(
-        len(image_ids),
-        round_metric(float(stats[0])),
-        round_metric(float(stats[1])),
-        round_metric(float(stats[2])),
-        per_class,
-        precision,
+
+def evaluate_service(
+    url: str,
+    annotations: Path,
+    model: str | None,
+    limit: int | None,
+    concurrency: int,
+    png: Path,
+) -> dict:
+    """COCO-evaluate a running service's ``POST /detect`` on a COCO set (images sent as files,
+    boxes scored in the original image's pixels); writes the PR PNG."""
+    from training.common.http_eval import coco_results
+
+    image_ids, classes, results, _ = coco_results(
+        annotations, url, "/detect", model=model, limit=limit, concurrency=concurrency
     )
-
-
-def plot_pr_curves(
-    report: DetectionReport, classes: list[str], path: Path, title: str = ""
-) -> Path:
-    """Precision-recall at IoU 0.5 per class (thin) and averaged over classes (thick)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    recall = np.linspace(0, 1, report.precision.shape[1])
-    fig, ax = plt.subplots(figsize=(7, 6))
-    curves = []
-    for k, name in enumerate(classes):
-        p = report.precision[0, :, k, 0, -1]
-        if (p > -1).any():
-            curves.append(np.clip(p, 0, None))
-            ax.plot(recall, curves[-1], lw=1, alpha=0.6, label=f"{name} ({p[p > -1].mean():.2f})")
-    if curves:
-        mean = np.mean(curves, axis=0)
-        ax.plot(recall, mean, lw=3, color="black", label=f"mean ({mean.mean():.3f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    ax.set_title(title or "precision-recall @ IoU 0.5")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
-
-
-def write_report(report: DetectionReport, path: Path, extra: dict[str, object]) -> Path:
-    path.write_text(json.dumps(report.as_json() | extra, indent=2, default=str) + "\n")
-    return path
+    report = score_results(annotations, image_ids, classes, results)
+    title = f"{url} {model or ''}: mAP {report.map:.4f}"
+    return report.as_json() | {"url": url} | plotted(report, classes, png, title)

@@ -114,8 +114,6 @@ def mask_loss(inputs: MaskInputs, targets: Targets, pos: torch.Tensor) -> torch.
     """YOLACT's mask loss: per positive location, BCE between ``sigmoid(coefficients .
     prototypes)`` and its matched instance's mask, inside the matched box, averaged over the
     box's area, then over the positives."""
-    from training.instances.model import box_mask, mask_logits
-
     total = inputs.prototypes.new_zeros(())
     count = 0
     _, _, hp, wp = inputs.prototypes.shape
@@ -177,3 +175,20 @@ def detection_loss(
         out["mask"] = mask_loss(masks, targets, pos)
         out["loss"] = out["loss"] + out["mask"]
     return out
+
+
+def mask_logits(coefficients: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``[M, P]`` coefficients with one image's ``[P, Hp, Wp]`` prototypes -> ``[M, Hp, Wp]``."""
+    p, hp, wp = prototypes.shape
+    return (coefficients @ prototypes.reshape(p, hp * wp)).reshape(-1, hp, wp)
+
+
+def box_mask(boxes: torch.Tensor, height: int, width: int, stride: float) -> torch.Tensor:
+    """bool ``[M, height, width]``: prototype pixels whose centre lies inside each input-pixel
+    box ``[M, 4]`` (prototype pixel (i, j) is centred at ((j + 0.5) s, (i + 0.5) s)), edges
+    included, as ``service.ops.masks.prototype_masks`` crops."""
+    ys = (torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    xs = (torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5) * stride
+    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # [M, W]
+    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # [M, H]
+    return inside_y[:, :, None] & inside_x[:, None, :]

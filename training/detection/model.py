@@ -1,9 +1,9 @@
 """A small anchor-free single-stage detector (FCOS-style) and its box encoding.
 
-Backbone: ResNet basic blocks (``training.classification.model.BasicBlock``) to strides 8, 16,
-32; a light FPN (1x1 laterals, top-down nearest upsampling, 3x3 smoothing) to ``fpn_width``
-channels; one head shared by the three levels: a 3x3 conv tower, then per-location class
-logits, ``ltrb`` distances and a centerness logit.
+Backbone: ResNet basic blocks (``training.common.layers.backbone``) to strides 8, 16, 32; a
+light FPN (1x1 laterals, top-down nearest upsampling, 3x3 smoothing) to ``fpn_width`` channels;
+one head shared by the three levels: a 3x3 conv tower, then per-location class logits,
+``ltrb`` distances and a centerness logit.
 
 Box encoding (``encode_boxes``/``decode_boxes``): a location at pixel centre ``(px, py)`` on a
 level of stride ``s`` regresses ``log(d / s)`` for each of the distances ``d`` = left, top,
@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.classification.model import BasicBlock, init_weights
+from training.common.layers import UInt8Input, backbone, conv_bn_relu, init_weights
 
 STRIDES = (8, 16, 32)
+OUTPUT_NAME = "detections"  # the exported graph's output: DetectionServingWrapper's
 MAX_LOG_DISTANCE = 8.0  # exp(8) * 32 px: far beyond any input; keeps exp finite
 
 
@@ -56,27 +57,6 @@ def decode_boxes(points: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     return torch.stack([x - d[..., 0], y - d[..., 1], x + d[..., 2], y + d[..., 3]], dim=-1)
 
 
-def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
-
-
-def backbone(widths: Sequence[int], depths: Sequence[int]) -> tuple[nn.Module, nn.ModuleList]:
-    """A stride-2 3x3 stem (``widths[0]``) and 4 stages of ResNet basic blocks (strides 4, 8,
-    16, 32; ``widths[1:]`` channels, ``depths`` blocks), shared by the detector and segmenter."""
-    if len(widths) != 5 or len(depths) != 4:
-        raise ValueError("widths: stem + 4 stages (strides 2..32); depths: 4 stages")
-    stages = []
-    for i, depth in enumerate(depths):
-        blocks = [BasicBlock(widths[i], widths[i + 1], 2)]
-        blocks += [BasicBlock(widths[i + 1], widths[i + 1], 1) for _ in range(depth - 1)]
-        stages.append(nn.Sequential(*blocks))
-    return _conv_bn_relu(3, widths[0], stride=2), nn.ModuleList(stages)
-
-
 class Detector(nn.Module):
     """Returns ``(cls_logits [N, K, C], deltas [N, K, 4], centerness_logits [N, K])``."""
 
@@ -102,10 +82,8 @@ class Detector(nn.Module):
         }
         self.stem, self.stages = backbone(widths, depths)
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[2:])
-        self.smooth = nn.ModuleList(_conv_bn_relu(fpn_width, fpn_width) for _ in widths[2:])
-        self.tower = nn.Sequential(
-            *(_conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs))
-        )
+        self.smooth = nn.ModuleList(conv_bn_relu(fpn_width, fpn_width) for _ in widths[2:])
+        self.tower = nn.Sequential(*(conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)))
         self.cls_out = nn.Conv2d(fpn_width, num_classes, 3, padding=1)
         self.box_out = nn.Conv2d(fpn_width, 5, 3, padding=1)  # 4 deltas + centerness
         init_weights(self)
@@ -145,28 +123,6 @@ class Detector(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cls_t, box_t, _ = self.heads(self.pyramid(x)[1])
         return cls_t, box_t[..., :4], box_t[..., 4]
-
-
-class UInt8Input(nn.Module):
-    """Base of the serving wrappers: uint8 NHWC RGB in; cast and mean/std normalisation are
-    part of the exported graph (``normalise``)."""
-
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    def __init__(
-        self,
-        mean: Sequence[float] = (0.485, 0.456, 0.406),
-        std: Sequence[float] = (0.229, 0.224, 0.225),
-    ) -> None:
-        super().__init__()
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.register_buffer("scale", 1.0 / (255.0 * std_t))
-        self.register_buffer("shift", -mean_t / std_t)
-
-    def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return images.permute(0, 3, 1, 2).to(torch.float32) * self.scale + self.shift
 
 
 class DetectionServingWrapper(UInt8Input):

@@ -1,11 +1,9 @@
-"""Face commands: ``data-faces``, ``train-face-embedder``, ``evaluate-face-embedder``.
+"""The face embedder's commands: ``data-landmarks``, ``train-face-embedder``,
+``evaluate-face-embedder`` (no torch import: ``training.cli`` registers them lazily).
 
-    vision data-faces --out data/faces-train --identities 1200 --images-per-identity 14
     vision train-face-embedder --data data/faces-train --test data/faces-test --lfw-subset
     vision evaluate-face-embedder model_store/faces-embedder --data data/faces-test
     vision data-landmarks --data data/my-people   # your own photos: landmarks for alignment
-
-Registered by ``training.cli.register`` (``add_commands``); imports no torch until run.
 """
 
 from __future__ import annotations
@@ -14,9 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",")]
+from training.common.args import add_resume_arg, ints
+from training.common.resume import train_command
 
 
 def _pk(text: str) -> tuple[int, int]:
@@ -29,93 +26,7 @@ def _pk(text: str) -> tuple[int, int]:
         ) from None
 
 
-def _data_faces(args: argparse.Namespace) -> int:
-    from training.synth.face_synth import write_dataset
-
-    info = write_dataset(
-        args.out,
-        args.identities,
-        args.images_per_identity,
-        args.seed,
-        args.size,
-        workers=args.workers,
-        progress=True,
-    )
-    print(json.dumps(info, indent=2))
-    return 0
-
-
-def _data_landmarks(args: argparse.Namespace) -> int:
-    from training.faces.landmarks import write_landmarks
-
-    report = write_landmarks(args.data, args.detector, args.out, args.min_score)
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    from training.cli import command_line
-    from training.faces.train import main
-
-    if args.out is not None:
-        args.output_dir, args.name = args.out.parent, args.out.name
-    main(args, command_line(args))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from service.pipeline.package import FaceEmbeddingPost, ModelPackage
-    from training.faces.data import concat, load_folder
-    from training.faces.eval import embed_all, pair_scores, rates, verification_report
-    from training.faces.export import onnx_embedder
-
-    package = ModelPackage.load(args.package)
-    post = package.postprocess
-    if not isinstance(post, FaceEmbeddingPost):
-        raise SystemExit(f"{args.package}: not a face_embedding package")
-    size = package.input.width
-    data = concat([load_folder(d, size) for d in args.data], "data")
-    embeddings = embed_all(onnx_embedder(args.package / package.file), data.images.numpy())
-    labels = data.labels.numpy()
-    report: dict[str, object] = dict(verification_report(embeddings, labels))
-    tar, far = rates(*pair_scores(embeddings, labels), post.threshold)
-    report |= {"threshold": post.threshold, "tar_at_threshold": tar, "far_at_threshold": far}
-    report["data"] = [str(d) for d in args.data]
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = subparsers.add_parser(
-        "data-faces",
-        help="write seeded synthetic face identities (LFW layout + landmarks.json)",
-        formatter_class=fmt,
-    )
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--identities", type=int, default=100)
-    p.add_argument("--images-per-identity", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0, help="identities differ between seeds")
-    p.add_argument("--size", type=int, default=112, help="image side in pixels")
-    p.add_argument("--workers", type=int, default=1, help="processes (same output)")
-    p.set_defaults(func=_data_faces)
-
-    p = subparsers.add_parser(
-        "data-landmarks",
-        help="landmarks.json for your own identity folders, from the face detector (alignment)",
-        formatter_class=fmt,
-    )
-    p.add_argument("--data", type=Path, required=True, help="LFW layout: <data>/<person>/*.jpg")
-    p.add_argument("--detector", type=Path, default=Path("model_store/faces-detector"))
-    p.add_argument("--out", type=Path, default=None, help="default <data>/landmarks.json")
-    p.add_argument("--min-score", type=float, default=0.9, help="face score to keep")
-    p.set_defaults(func=_data_landmarks)
-
-    p = subparsers.add_parser(
-        "train-face-embedder",
-        help="train, evaluate (TAR@FAR, rank-1), export and package a face embedder",
-        formatter_class=fmt,
-    )
+def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--data", type=Path, action="append", required=True, help="LFW-layout folder (repeat)"
     )
@@ -132,8 +43,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=_pk, default="32,4", help="P identities x K images")
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--dim", type=int, default=128)
-    p.add_argument("--widths", type=_ints, default="32,48,96,144", help="stem + stages")
-    p.add_argument("--depths", type=_ints, default="2,2,2", help="blocks per stage")
+    p.add_argument("--widths", type=ints, default="32,48,96,144", help="stem + stages")
+    p.add_argument("--depths", type=ints, default="2,2,2", help="blocks per stage")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--augment", type=float, default=1.0, help="augmentation strength; 0: off")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="adamw")
@@ -151,6 +62,48 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", type=Path, default=Path("model_store"))
     p.add_argument("--out", type=Path, default=None, help="package dir (sets --output-dir/--name)")
     p.add_argument("--run-dir", type=Path, default=None, help="default runs/<name>")
+    return add_resume_arg(p)
+
+
+def _data_landmarks(args: argparse.Namespace) -> int:
+    from training.faces.landmarks import write_landmarks
+
+    report = write_landmarks(args.data, args.detector, args.out, args.min_score)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.faces.train import main
+
+    return train_command(main, args, "train-face-embedder", add_train_args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.faces.eval import evaluate_package
+
+    return evaluate_package(args)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = subparsers.add_parser(
+        "data-landmarks",
+        help="landmarks.json for your own identity folders, from the face detector (alignment)",
+        formatter_class=fmt,
+    )
+    p.add_argument("--data", type=Path, required=True, help="LFW layout: <data>/<person>/*.jpg")
+    p.add_argument("--detector", type=Path, default=Path("model_store/faces-detector"))
+    p.add_argument("--out", type=Path, default=None, help="default <data>/landmarks.json")
+    p.add_argument("--min-score", type=float, default=0.9, help="face score to keep")
+    p.set_defaults(func=_data_landmarks)
+
+    p = subparsers.add_parser(
+        "train-face-embedder",
+        help="train, evaluate (TAR@FAR, rank-1), export and package a face embedder",
+        formatter_class=fmt,
+    )
+    add_train_args(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser(

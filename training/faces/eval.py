@@ -10,6 +10,7 @@ re-encoded at JPEG quality 30, each compared with the original.
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from PIL import Image
 from service.gallery.index import EmbeddingIndex
 from service.gallery.records import FaceRecord
 from service.ops.align import apply_transform, warp_face
-from service.pipeline.package import round_metric
+from service.pipeline.package import FaceEmbeddingPost, ModelPackage, round_metric
+from training.common.export import INPUT_NAME, cpu_session
+from training.faces.data import concat, load_folder
+from training.faces.model import OUTPUT_NAME
 
 Embed = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> float32 [N, dim]
 FARS = (1e-2, 1e-3)
@@ -192,6 +196,29 @@ def invariance(embed: Embed, template: np.ndarray, size: int) -> dict[str, dict[
     return report
 
 
-def write_json(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+def onnx_embedder(path: Path) -> Embed:
+    session = cpu_session(path)
+
+    def embed(images: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(images)})[0]
+
+    return embed
+
+
+def evaluate_package(args: argparse.Namespace) -> int:
+    """``evaluate-face-embedder``: a package's ONNX embedder on identity folders: TAR@FAR,
+    EER, rank-1 and the TAR/FAR at the package's threshold, printed as JSON."""
+    package = ModelPackage.load(args.package)
+    post = package.postprocess
+    if not isinstance(post, FaceEmbeddingPost):
+        raise SystemExit(f"{args.package}: not a face_embedding package")
+    size = package.input.width
+    data = concat([load_folder(d, size) for d in args.data], "data")
+    embeddings = embed_all(onnx_embedder(args.package / package.file), data.images.numpy())
+    labels = data.labels.numpy()
+    report: dict[str, object] = dict(verification_report(embeddings, labels))
+    tar, far = rates(*pair_scores(embeddings, labels), post.threshold)
+    report |= {"threshold": post.threshold, "tar_at_threshold": tar, "far_at_threshold": far}
+    report["data"] = [str(d) for d in args.data]
+    print(json.dumps(report, indent=2))
+    return 0

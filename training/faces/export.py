@@ -14,47 +14,30 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.package import (
-    MODEL_FILE,
-    Evaluation,
-    FaceEmbeddingPost,
-    InputSpec,
-    ModelPackage,
-    round_metric,
-)
-from training.common.export import ParityError, cpu_session, export_onnx, onnx_torch_batches
-from training.common.package import fresh_stage, hyperparameters, provenance, save_and_install
+from service.pipeline.package import Evaluation, FaceEmbeddingPost, InputSpec, round_metric
+from training.common.args import hyperparameters
+from training.common.export import ParityError, onnx_torch_batches
+from training.common.package import export_stage, install, provenance, write_json
 from training.faces.data import FaceSet, template
 from training.faces.eval import (
-    Embed,
     embed_all,
     invariance,
+    onnx_embedder,
     pair_scores,
     plot_roc,
     rates,
     roc,
     threshold_at_far,
     verification_report,
-    write_json,
 )
-from training.faces.model import EmbedderServingWrapper
+from training.faces.model import OUTPUT_NAME, EmbedderServingWrapper
 
-OUTPUT_NAME = "embedding"
 ROC_FILE = "roc.png"
 METRICS_FILE = "metrics.json"
 THRESHOLD_FAR = 1e-3
 # without landmarks: the square around the detector box widened by 20% (on MTCNN boxes of the
 # synthetic test faces 0.2 verified best of 0, 0.1, 0.2, 0.3: TAR@FAR1e-2 0.90 vs 0.87 at 0.1)
 BOX_MARGIN = 0.2
-
-
-def onnx_embedder(path: Path) -> Embed:
-    session = cpu_session(path)
-
-    def embed(images: np.ndarray) -> np.ndarray:
-        return session.run([OUTPUT_NAME], {"images": np.ascontiguousarray(images)})[0]
-
-    return embed
 
 
 def check_embedding_parity(
@@ -88,10 +71,8 @@ def write_package(
     val: FaceSet,
     test: FaceSet,
 ) -> Path:
-    stage = fresh_stage(run_dir)
     size = args.image_size
-    wrapper = wrapper.eval()
-    path = export_onnx(wrapper, stage / MODEL_FILE, size, size, args.opset, output_name=OUTPUT_NAME)
+    stage, path = export_stage(wrapper, run_dir, size, size, args.opset, OUTPUT_NAME)
     parity = check_embedding_parity(wrapper, path, parity_images(val, args.seed))
     print(f"parity OK: max |onnx - torch| {parity['max_abs_diff']:.2e}")
     embed = onnx_embedder(path)
@@ -138,11 +119,11 @@ def write_package(
             "hyperparameters": hyperparameters(args),
         },
     )
-    package = ModelPackage(
-        name=args.name,
+    return install(
+        args,
+        stage,
         task="face_embedding",
-        version=args.version,
-        description=args.description or _describe(args, threshold),
+        description=_describe(args, threshold),
         input=InputSpec(width=size, height=size),
         labels=["face"],
         postprocess=FaceEmbeddingPost(
@@ -159,7 +140,6 @@ def write_package(
             f"test: {test.description}",
         ),
     )
-    return save_and_install(package, stage, args.output_dir / args.name)
 
 
 def _metrics(report: dict[str, float]) -> dict[str, float]:

@@ -6,13 +6,13 @@ validation on held-out identities, export and package.
 Three disjoint identity sets: training, validation (``--val-fraction`` of the ``--data``
 identities: model selection and the served threshold) and test (``--test`` folders, or
 ``--test-fraction`` of the ``--data`` identities: the reported metrics). ``lfw_subset``
-pseudo-identities only ever train.
+pseudo-identities only ever train. The loop is the shared ``training.common.run.Run``
+(validation every epoch); the package is written by ``training.faces.export``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from collections.abc import Callable
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from training.common.engine import BestEpoch, build_optimizer, warmup_cosine
+from training.common.device import seed_everything
+from training.common.log import Epoch, Log, Row
+from training.common.optim import Schedule, build_optimizer
 from training.common.package import frameworks
+from training.common.run import Run
 from training.faces.data import (
     FaceSet,
     augment,
@@ -34,6 +36,7 @@ from training.faces.data import (
     split_identities,
 )
 from training.faces.eval import Embed, embed_all, verification_report
+from training.faces.export import write_package
 from training.faces.loss import ArcFaceLoss, TripletLoss
 from training.faces.model import EmbedderServingWrapper, FaceEmbedder
 
@@ -82,40 +85,27 @@ def train_one_epoch(
     wrapper: EmbedderServingWrapper,
     criterion: torch.nn.Module,
     data: FaceSet,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    run: Run,
     args: argparse.Namespace,
     epoch: int,
-    generator: torch.Generator,
-) -> dict[str, float]:
+) -> Row:
+    """``run.schedule.steps`` P x K batches (``--batch``), augmented, through ``criterion``."""
     wrapper.train()
     criterion.train()
     p, k = args.batch
-    steps = args.steps_per_epoch or math.ceil(len(data) / (p * k))
+    steps = run.schedule.steps
     transform = get_transform(args.augment)
     total = 0.0
-    bar = tqdm(
-        pk_batches(data.labels, p, k, steps, generator),
-        total=steps,
-        desc=f"epoch {epoch}",
-        leave=False,
-        dynamic_ncols=True,
-    )
+    bar = run.bar(pk_batches(data.labels, p, k, steps, run.generator), epoch)
     for step, idx in enumerate(bar):
-        images = transform(data.images[idx], generator)
+        images = transform(data.images[idx], run.generator)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
             embeddings = wrapper.model(wrapper.normalise(images))
         loss = criterion(embeddings.float(), data.labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 5.0)
-        optimizer.step()
-        scheduler.step()
+        run.step(loss, clip=5.0)
         total += float(loss.detach())
         if (step + 1) % 10 == 0:
-            bar.set_postfix(
-                loss=f"{total / (step + 1):.4f}", lr=f"{scheduler.get_last_lr()[0]:.3g}"
-            )
+            bar.set_postfix(loss=f"{total / (step + 1):.4f}", lr=f"{run.lr:.3g}")
     bar.close()
     return {"train_loss": total / max(1, steps), "steps": steps}
 
@@ -141,14 +131,37 @@ def build_criterion(args: argparse.Namespace, num_classes: int) -> torch.nn.Modu
     return ArcFaceLoss(args.dim, num_classes, args.arcface_scale, args.margin)
 
 
-def main(args: argparse.Namespace, command: str) -> Path:
-    from training.faces.export import write_package
+class FaceLog(Log):
+    """Rows: the loss and steps, the training time, the validation metrics, the time since the
+    start and ``val_select``, the metric the best epoch is chosen by (``--select``)."""
 
-    torch.manual_seed(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    run_dir: Path = args.run_dir or Path("runs") / args.name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    curve = False
+
+    def __init__(self, select: str) -> None:
+        super().__init__()
+        self.select = select
+
+    def row(self, e: Epoch, train: Row, val: Row) -> Row:
+        row = {"epoch": e.number, **train, "train_time_s": round(e.train_s, 1), **val}
+        row["elapsed_s"] = round(e.ended - e.start, 1)
+        # lexicographic: a TAR step is 1 / genuine pairs (> 1e-5), the tie-break adds < 1e-5
+        row["val_select"] = row[SELECT[self.select]] + 1e-6 * row[TIE_BREAK]
+        return row
+
+    def line(self, e: Epoch, row: Row, best: Row, metric: str) -> str:
+        return (
+            f"epoch {e.number}/{e.epochs}: loss {row['train_loss']:.4f} val TAR@1e-2 "
+            f"{row['val_tar_at_far_1e-02']:.4f} TAR@1e-3 {row['val_tar_at_far_1e-03']:.4f} "
+            f"rank-1 {row['val_rank1']:.4f} EER {row['val_eer']:.4f} (best {self.select} @ "
+            f"{int(best['epoch'])}) {row['train_time_s']:.0f}s"
+        )
+
+
+def main(args: argparse.Namespace, command: str, checkpoint: dict | None = None) -> Path:
+    """train-face-embedder: train (or continue ``checkpoint``'s run), export, package."""
+    if args.out is not None:
+        args.output_dir, args.name = args.out.parent, args.out.name
+    seed_everything(args.seed, args.threads)
     t0 = time.perf_counter()
     train, val, test = get_dataset(args)
     print(f"train: {train.description}, {len(train)} images\nval: {val.description}")
@@ -163,11 +176,7 @@ def main(args: argparse.Namespace, command: str) -> Path:
     )
     p, k = args.batch
     steps = args.steps_per_epoch or math.ceil(len(train) / (p * k))
-    total, warmup = steps * args.epochs, round(steps * args.warmup_epochs)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, total, warmup, 0.01)
-    )
-    summary: dict = {
+    summary = {
         "command": command,
         "threads": torch.get_num_threads(),
         "device": f"cpu ({torch.get_num_threads()} threads)",
@@ -177,31 +186,21 @@ def main(args: argparse.Namespace, command: str) -> Path:
         "train_images": len(train),
         "train_identities": len(train.identities),
     }
-    generator = torch.Generator().manual_seed(args.seed)
-    tracker = BestEpoch(run_dir, "val_select")
-    start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        e0 = time.perf_counter()
-        row: dict[str, float] = {"epoch": epoch}
-        row |= train_one_epoch(
-            wrapper, criterion, train, optimizer, scheduler, args, epoch, generator
-        )
-        row["train_time_s"] = round(time.perf_counter() - e0, 1)
-        row |= {f"val_{k}": v for k, v in evaluate(wrapper, val).items()}
-        row["elapsed_s"] = round(time.perf_counter() - start, 1)
-        # lexicographic: a TAR step is 1 / genuine pairs (> 1e-5), the tie-break adds < 1e-5
-        row["val_select"] = row[SELECT[args.select]] + 1e-6 * row[TIE_BREAK]
-        tracker.update(row, model)
-        best = tracker.best
-        tqdm.write(
-            f"epoch {epoch}/{args.epochs}: loss {row['train_loss']:.4f} val TAR@1e-2 "
-            f"{row['val_tar_at_far_1e-02']:.4f} TAR@1e-3 {row['val_tar_at_far_1e-03']:.4f} "
-            f"rank-1 {row['val_rank1']:.4f} EER {row['val_eer']:.4f} (best {args.select} @ "
-            f"{int(best['epoch'])}) {row['train_time_s']:.0f}s"
-        )
-    summary["training_time_s"] = round(time.perf_counter() - start, 1)
-    summary["best_epoch"] = int(tracker.best["epoch"])
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    tracker.restore(model)
+    run = Run(
+        args,
+        command,
+        model,
+        optimizer,
+        Schedule(args.epochs, steps, args.warmup_epochs, 0.01),
+        metric="select",
+        log=FaceLog(args.select),
+        summary=summary,
+        modules={"criterion": criterion},
+    )
+    run.fit(
+        lambda epoch: train_one_epoch(wrapper, criterion, train, run, args, epoch),
+        lambda: evaluate(wrapper, val),
+        checkpoint,
+    )
     wrapper.eval()
-    return write_package(args, wrapper, summary, run_dir, val, test)
+    return write_package(args, wrapper, summary, run.run_dir, val, test)

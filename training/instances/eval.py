@@ -1,4 +1,5 @@
-"""COCO bbox and segm mAP of an instance segmenter, the way the service answers.
+"""COCO bbox and segm mAP of an instance segmenter, the way the service answers;
+``evaluate-instances``.
 
 Per image: boxes back to original pixels and NMS exactly as ``training.detection.eval`` (the
 service's ``clip_to_image`` and ``postprocess_detections``); then, for the kept candidates
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,14 +20,19 @@ import numpy as np
 from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
 from service.ops.nms import postprocess_detections
-from training.detection.data import DetectionData
-from training.detection.eval import (
+from service.pipeline.package import InstancesPost
+from training.common.coco_eval import (
     EVAL_IOU_THRESHOLD,
     EVAL_MAX_DETECTIONS,
     EVAL_SCORE_THRESHOLD,
     DetectionReport,
+    plotted,
     score_results,
 )
+from training.common.export import INPUT_NAME, cpu_session
+from training.common.package import check_labels, letterboxed_package
+from training.detection.data import DetectionData, load_detection_data
+from training.instances.model import OUTPUTS
 
 # uint8 [B, S, S, 3] -> (detections [B, K, 4 + C], coefficients [B, K, P], prototypes [B, P, h, w])
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -114,15 +121,48 @@ def evaluate_instances(
     )
 
 
-def onnx_predictor(onnx_path: Any) -> Predict:
-    from training.common.export import INPUT_NAME, cpu_session
-
+def onnx_predictor(onnx_path: Path) -> Predict:
     session = cpu_session(onnx_path)
 
     def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dets, coefs, protos = session.run(
-            ["detections", "coefficients", "prototypes"], {INPUT_NAME: images}
-        )
+        dets, coefs, protos = session.run(list(OUTPUTS), {INPUT_NAME: images})
         return dets, coefs, protos
 
     return predict
+
+
+def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:
+    """COCO bbox + segm mAP of an instance package's ONNX model on a COCO set (the service's
+    mask functions); writes the mask PR PNG."""
+    package = letterboxed_package(package_dir, "instances", "instance segmentation")
+    if not isinstance(package.postprocess, InstancesPost):
+        raise SystemExit(f"{package_dir}: postprocess is not an instances configuration")
+    data = load_detection_data(annotations, package.input.height, limit)
+    check_labels(data.classes, package.labels)
+    predict = onnx_predictor(package_dir / package.file)
+    report = evaluate_instances(data, predict, package.postprocess.mask_threshold)
+    title = f"{package.name}: segm mAP {report.segm.map:.4f}"
+    return report.as_json() | plotted(report.segm, data.classes, png, title)
+
+
+def evaluate_service(
+    url: str,
+    annotations: Path,
+    model: str | None,
+    limit: int | None,
+    concurrency: int,
+    png: Path,
+) -> dict:
+    """COCO bbox + segm mAP of a running service's ``POST /instances``: boxes and the returned
+    RLE masks, in the original images' pixels, scored by pycocotools; writes the mask PR PNG."""
+    from training.common.http_eval import coco_results
+
+    ids, classes, boxes, masks = coco_results(
+        annotations, url, "/instances", model=model, limit=limit, concurrency=concurrency
+    )
+    report = InstanceReport(
+        score_results(annotations, ids, classes, boxes, "bbox"),
+        score_results(annotations, ids, classes, masks, "segm"),
+    )
+    title = f"{url} {model or ''}: segm mAP {report.segm.map:.4f}"
+    return report.as_json() | {"url": url} | plotted(report.segm, classes, png, title)

@@ -15,9 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.detection.model import DetectionServingWrapper, Detector, _conv_bn_relu, decode_boxes
+from training.common.layers import conv_bn_relu
+from training.detection.model import DetectionServingWrapper, Detector, decode_boxes
 
 PROTOTYPE_STRIDE = 4
+OUTPUTS = ("detections", "coefficients", "prototypes")  # the exported graph's
 
 
 class InstanceSegmenter(Detector):
@@ -37,8 +39,8 @@ class InstanceSegmenter(Detector):
         self.config["prototypes"] = prototypes
         self.proto_lateral = nn.Conv2d(widths[1], fpn_width, 1)
         self.protonet = nn.Sequential(
-            _conv_bn_relu(fpn_width, fpn_width),
-            _conv_bn_relu(fpn_width, fpn_width),
+            conv_bn_relu(fpn_width, fpn_width),
+            conv_bn_relu(fpn_width, fpn_width),
             nn.Conv2d(fpn_width, prototypes, 1),
         )
         self.coef_out = nn.Conv2d(fpn_width, prototypes, 3, padding=1)
@@ -67,20 +69,3 @@ class InstanceServingWrapper(DetectionServingWrapper):
         boxes = decode_boxes(self.points, deltas)
         scores = torch.sqrt(torch.sigmoid(cls) * torch.sigmoid(ctr)[..., None])
         return torch.cat([boxes, scores], dim=2), coef, protos
-
-
-def mask_logits(coefficients: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-    """``[M, P]`` coefficients with one image's ``[P, Hp, Wp]`` prototypes -> ``[M, Hp, Wp]``."""
-    p, hp, wp = prototypes.shape
-    return (coefficients @ prototypes.reshape(p, hp * wp)).reshape(-1, hp, wp)
-
-
-def box_mask(boxes: torch.Tensor, height: int, width: int, stride: float) -> torch.Tensor:
-    """bool ``[M, height, width]``: prototype pixels whose centre lies inside each input-pixel
-    box ``[M, 4]`` (prototype pixel (i, j) is centred at ((j + 0.5) s, (i + 0.5) s)), edges
-    included, as ``service.ops.masks.prototype_masks`` crops."""
-    ys = (torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5) * stride
-    xs = (torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5) * stride
-    inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])  # [M, W]
-    inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])  # [M, H]
-    return inside_y[:, :, None] & inside_x[:, None, :]

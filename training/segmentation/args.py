@@ -1,11 +1,18 @@
-"""``train-segmenter`` arguments (no torch import: the CLI registers them lazily)."""
+"""The segmenter's commands: ``train-segmenter``, ``evaluate-segmenter`` (no torch import:
+``training.cli`` registers them lazily)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from training.common.args import add_common_args
+from training.common.args import (
+    add_common_args,
+    add_output_args,
+    add_package_arg,
+    add_url_args,
+)
+from training.common.resume import train_command
 
 
 def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -32,3 +39,38 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="with --init-backbone: train only the decoder (backbone weights and BN fixed)",
     )
     return add_common_args(p, name="scenes-segmenter", image_size=320, head_convs=2)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.segmentation.train import main
+
+    return train_command(main, args, "train-segmenter", add_train_args)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.segmentation.eval import evaluate_command
+
+    return evaluate_command(args)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train-segmenter",
+        help="train, evaluate (mIoU), export and package a semantic segmentation model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_train_args(p)
+    p.set_defaults(func=_train)
+
+    p = subparsers.add_parser(
+        "evaluate-segmenter",
+        help="mIoU of a segmentation package's ONNX model on a set, or of a running service's "
+        "POST /segment (--url)",
+    )
+    add_package_arg(p, "model package directory (model.json)")
+    add_url_args(p, "score a running service's POST /segment", "segmenter")
+    p.add_argument("--data", type=Path, required=True, help="set directory (images + masks)")
+    p.add_argument("--image-dir", default="images")
+    p.add_argument("--mask-dir", default="semantic")
+    add_output_args(p, "examples PNG path")
+    p.set_defaults(func=_evaluate)

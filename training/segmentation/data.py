@@ -10,6 +10,7 @@ Images pair with masks by file stem.
 
 from __future__ import annotations
 
+import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +20,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from training.detection.data import Letterbox, letterbox
+from training.common.letterbox import Letterbox, letterbox
+from training.common.splits import holdout
 
 IGNORE = 255
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -122,9 +124,13 @@ def load_segmentation_data(
     )
 
 
-def split_data(
-    data: SegmentationData, val_fraction: float, seed: int
-) -> tuple[SegmentationData, SegmentationData]:
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = max(1, round(len(data) * val_fraction)) if val_fraction > 0 else 0
-    return data.subset(sorted(order[n_val:])), data.subset(sorted(order[:n_val]))
+def get_dataset(args: argparse.Namespace) -> tuple[SegmentationData, ...]:
+    """(train, validation, test): ``--train`` less its seeded ``--val-fraction`` hold-out, and
+    ``--test``; the two sets must have the same classes."""
+    kw = {"image_dir": args.image_dir, "mask_dir": args.mask_dir, "threads": args.load_threads}
+    full = load_segmentation_data(args.train, args.image_size, args.limit, **kw)
+    train, val = holdout(full, args.val_fraction, args.seed)
+    test = load_segmentation_data(args.test, args.image_size, args.test_limit, **kw)
+    if test.classes != train.classes:
+        raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
+    return train, val, test

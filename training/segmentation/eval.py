@@ -1,10 +1,13 @@
-"""Semantic segmentation metrics the way the service answers: class maps at the ORIGINAL image
-size (letterbox border cropped, nearest-neighbour resize), scored against the original label PNGs
-(IGNORE pixels skipped): mIoU over the classes present in the ground truth or the predictions,
-per-class IoU and pixel accuracy, from one confusion matrix."""
+"""Semantic segmentation metrics the way the service answers (``evaluate-segmenter``): class
+maps at the ORIGINAL image size (letterbox border cropped, nearest-neighbour resize), scored
+against the original label PNGs (IGNORE pixels skipped): mIoU over the classes present in the
+ground truth or the predictions, per-class IoU and pixel accuracy, from one confusion matrix. A
+running service's ``POST /segment`` is scored the same way (``segmentation_report``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +19,18 @@ from PIL import Image
 
 from service.ops.label_maps import content_region, to_source
 from service.pipeline.package import round_metric
-from training.detection.data import Letterbox
-from training.segmentation.data import IGNORE, SegmentationData, read_mask
+from training.common.args import package_or_url
+from training.common.export import INPUT_NAME, cpu_session
+from training.common.letterbox import Letterbox
+from training.common.package import check_labels, letterboxed_package
+from training.segmentation.data import (
+    IGNORE,
+    SegmentationData,
+    class_names,
+    load_segmentation_data,
+    pairs,
+    read_mask,
+)
 
 Predict = Callable[[np.ndarray], np.ndarray]  # uint8 [B, S, S, 3] -> uint8 [B, S, S]
 
@@ -78,8 +91,6 @@ def evaluate(data: SegmentationData, predict: Predict, batch_size: int = 16) -> 
 
 
 def onnx_predictor(onnx_path: Path) -> Predict:
-    from training.common.export import INPUT_NAME, cpu_session
-
     session = cpu_session(onnx_path)
     return lambda images: session.run(None, {INPUT_NAME: images})[0]
 
@@ -127,6 +138,69 @@ def plot_examples(
     return path
 
 
-def write_report(report: SegmentationReport, path: Path, extra: dict[str, object]) -> Path:
-    path.write_text(json.dumps(report.as_json() | extra, indent=2, default=str) + "\n")
-    return path
+def evaluate_package(package_dir: Path, root: Path, limit: int | None, png: Path, **kw) -> dict:
+    """mIoU of a segmentation package's ONNX model on a set; writes the examples PNG."""
+    package = letterboxed_package(package_dir, "segmentation", "segmentation")
+    data = load_segmentation_data(root, package.input.height, limit, **kw)
+    check_labels(data.classes, package.labels)
+    predict = onnx_predictor(package_dir / package.file)
+    report = evaluate(data, predict)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot_examples(data, predict, png, title=f"{package.name}: mIoU {report.miou:.4f}")
+    return report.as_json() | {"png": str(png)}
+
+
+def evaluate_service(url: str, root: Path, model: str | None, limit: int | None, **kw) -> dict:
+    """mIoU of a running service's ``POST /segment`` on a label-PNG set, from the returned
+    label maps at the original size (``segmentation_report``)."""
+    report = segmentation_report(root, url, model=model, limit=limit, **kw)
+    return report.as_json() | {"url": url}
+
+
+def segmentation_report(
+    root: Path,
+    url: str,
+    *,
+    model: str | None = None,
+    image_dir: str = "images",
+    mask_dir: str = "semantic",
+    limit: int | None = None,
+    concurrency: int = 8,
+) -> SegmentationReport:
+    """mIoU, pixel accuracy, per-class IoU of a running service's ``/segment`` on a label-PNG
+    set (``training.common.http_eval``); the service's labels must be the set's classes."""
+    from training.common.http_eval import decode_label_png, post_all
+
+    classes = class_names(root)
+    found = pairs(root, image_dir, mask_dir)[:limit]
+    k = len(classes)
+    matrix = np.zeros((k, k), dtype=np.int64)
+
+    def handle(i: int, body: dict[str, Any]) -> None:
+        nonlocal matrix
+        if list(body["labels"]) != classes:
+            raise RuntimeError(f"service labels {body['labels']} != set classes {classes}")
+        truth = read_mask(found[i][1])
+        pred = decode_label_png(body)
+        if pred.shape != truth.shape:
+            raise RuntimeError(f"{found[i][0].name}: label map {pred.shape} != {truth.shape}")
+        matrix += confusion(truth, pred, k)
+
+    fields = {"model": model} if model else {}
+    post_all(url, "/segment", [f[0] for f in found], fields, handle, concurrency=concurrency)
+    return report_from(matrix, classes, len(found))
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``evaluate-segmenter``: a package's ONNX model or a running service (``--url``) on a
+    label-PNG set; prints the report as JSON."""
+    package_or_url(args, "evaluate-segmenter")
+    kw = {"image_dir": args.image_dir, "mask_dir": args.mask_dir}
+    if args.package:
+        png = args.png or Path("runs") / "evaluate" / args.package.name / "examples.png"
+        report = evaluate_package(args.package, args.data, args.limit, png, **kw)
+    else:
+        kw["concurrency"] = args.concurrency
+        report = evaluate_service(args.url, args.data, args.model, args.limit, **kw)
+    print(json.dumps(report, indent=2))
+    return 0

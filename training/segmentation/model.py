@@ -1,6 +1,6 @@
 """A small semantic segmentation network (semantic FPN) and its serving wrapper.
 
-Backbone: the detector's (``training.detection.model.backbone``: ResNet basic blocks to stride 32).
+Backbone: the detector's (``training.common.layers.backbone``: ResNet basic blocks to stride 32).
 Decoder: 1x1 laterals on the stride 4, 8, 16 and 32 features, top-down nearest upsampling and
 addition (FPN), then ``head_convs`` 3x3 convs at stride 4 and a 1x1 classifier: logits at a
 quarter of the input resolution. The serving wrapper upsamples them bilinearly to the input
@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.classification.model import init_weights
-from training.detection.model import UInt8Input, _conv_bn_relu, backbone
+from training.common.layers import UInt8Input, backbone, conv_bn_relu, init_weights
+
+OUTPUT_NAME = "labels"  # the exported graph's output: SegmentationServingWrapper's
 
 
 class Segmenter(nn.Module):
@@ -42,7 +43,7 @@ class Segmenter(nn.Module):
         self.stem, self.stages = backbone(widths, depths)
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[1:])
         self.head = nn.Sequential(
-            *(_conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)),
+            *(conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)),
             nn.Conv2d(fpn_width, num_classes, 1),
         )
         init_weights(self)
@@ -64,7 +65,7 @@ BACKBONE_PREFIXES = ("stem.", "stages.")
 
 def load_backbone(model: Segmenter, checkpoint: dict[str, torch.Tensor]) -> int:
     """Copy the stem and stage weights of another of our networks built on
-    ``training.detection.model.backbone`` (a detector's or instance segmenter's ``best.pt``
+    ``training.common.layers.backbone`` (a detector's or instance segmenter's ``best.pt``
     state) into ``model``; returns how many tensors were copied. Every backbone tensor must be
     present with the same shape, else ``ValueError``: a different backbone configuration is
     not transferable."""

@@ -1,10 +1,13 @@
-"""Train the semantic segmenter: data, train loop, validation mIoU, export, parity, package.
+"""Train the semantic segmenter (``train-segmenter``), shaped like torchvision's references:
+``get_dataset`` (``training.segmentation.data``), ``train_one_epoch``, ``evaluate``, ``main``;
+the loop is the shared ``training.common.run.Run``.
 
     vision train-segmenter --train data/scenes-train --test data/scenes-test --epochs 30
 
 Validation is a seeded hold-out of the training set scored by mIoU at the model's resolution
 (letterbox border ignored); the best epoch is kept. The exported ONNX model is then scored on
-the test set at each image's original size (``training.segmentation.eval``), as the service answers.
+the test set at each image's original size (``training.segmentation.export``), as the service
+answers.
 """
 
 from __future__ import annotations
@@ -12,23 +15,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from service.pipeline.package import Evaluation, InputSpec, ModelPackage, SegmentationPost
-from training.common.export import ParityError, export_onnx, onnx_torch_batches
-from training.common.package import fresh_stage, hyperparameters, provenance, save_and_install
-from training.common.run import Run, start_run, val_metrics
-from training.detection.data import PAD_VALUE, draw_jitter, resample
-from training.detection.package import parity_images
-from training.segmentation.data import IGNORE, SegmentationData, load_segmentation_data, split_data
-from training.segmentation.eval import evaluate, onnx_predictor, plot_examples, write_report
+from training.common.checkpoint import load_checkpoint
+from training.common.device import seed_everything
+from training.common.jitter import draw_jitter, resample
+from training.common.log import Row
+from training.common.run import Run, val_metrics
+from training.segmentation.data import IGNORE, SegmentationData, get_dataset
+from training.segmentation.export import package
 from training.segmentation.model import (
     SegmentationServingWrapper,
     Segmenter,
@@ -37,41 +37,24 @@ from training.segmentation.model import (
     load_backbone,
 )
 
-OUTPUT_NAME = "labels"
-EXAMPLES_FILE = "examples.png"
-METRICS_FILE = "metrics.json"
-MAX_PARITY_MISMATCH = 1e-3  # fraction of pixels whose argmax may differ (near-ties)
-
-
-def get_data(args: argparse.Namespace) -> tuple[SegmentationData, ...]:
-    kw = {"image_dir": args.image_dir, "mask_dir": args.mask_dir, "threads": args.load_threads}
-    full = load_segmentation_data(args.train, args.image_size, args.limit, **kw)
-    train, val = split_data(full, args.val_fraction, args.seed)
-    test = load_segmentation_data(args.test, args.image_size, args.test_limit, **kw)
-    if test.classes != train.classes:
-        raise SystemExit(f"test classes {test.classes} != train classes {train.classes}")
-    return train, val, test
-
 
 def train_one_epoch(
     wrapper: SegmentationServingWrapper,
     data: SegmentationData,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    run: Run,
     args: argparse.Namespace,
     epoch: int,
-    generator: torch.Generator,
-) -> dict[str, float]:
+) -> Row:
+    """One epoch of ``run.schedule.steps`` batches: flip and scale jitter of images and label
+    maps alike, ``--color-jitter`` of the images, cross-entropy at the input resolution."""
     wrapper.train()
     if args.freeze_backbone:
         backbone_eval(wrapper.model)
     device = wrapper.scale.device
-    steps = math.ceil(len(data) / args.batch_size)
-    if args.max_steps:
-        steps = min(steps, args.max_steps)
-    order = torch.randperm(len(data), generator=generator)
+    steps = run.schedule.steps
+    order = torch.randperm(len(data), generator=run.generator)
     total = torch.zeros((), device=device)
-    bar = tqdm(range(steps), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    bar = run.bar(range(steps), epoch)
     for step in bar:
         idx = order[step * args.batch_size : (step + 1) * args.batch_size].tolist()
         images = data.images[idx].to(device, non_blocking=True)
@@ -81,9 +64,9 @@ def train_one_epoch(
             tuple(images.shape[1:3]),  # type: ignore[arg-type]
             flip=args.flip,
             scale_jitter=args.scale_jitter,
-            generator=generator,
+            generator=run.generator,
         )
-        images = photometric(resample(images, jitters), args.color_jitter, generator)
+        images = photometric(resample(images, jitters), args.color_jitter, run.generator)
         masks = resample(masks[..., None], jitters, mode="nearest", pad=IGNORE)[..., 0]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             logits = wrapper.model(wrapper.normalise(images))
@@ -91,11 +74,7 @@ def train_one_epoch(
             logits.float(), size=masks.shape[1:], mode="bilinear", align_corners=False
         )
         loss = F.cross_entropy(logits, masks.long(), ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 10.0)
-        optimizer.step()
-        scheduler.step()
+        run.step(loss, clip=10.0)
         total += loss.detach()
         if (step + 1) % 20 == 0:
             bar.set_postfix(loss=f"{float(total) / (step + 1):.3f}")
@@ -128,7 +107,7 @@ def photometric(images: torch.Tensor, strength: float, generator: torch.Generato
 
 
 @torch.inference_mode()
-def validate(wrapper: SegmentationServingWrapper, data: SegmentationData) -> dict[str, float]:
+def evaluate(wrapper: SegmentationServingWrapper, data: SegmentationData) -> dict[str, float]:
     """mIoU and pixel accuracy at the model's resolution (the border is IGNORE)."""
     wrapper.eval()
     device = wrapper.scale.device
@@ -149,91 +128,6 @@ def validate(wrapper: SegmentationServingWrapper, data: SegmentationData) -> dic
     }
 
 
-def check_parity(
-    wrapper: SegmentationServingWrapper, onnx_path: Path, images: np.ndarray
-) -> dict[str, float]:
-    """ONNX Runtime vs PyTorch label maps on batches 1, 4, 8: at most MAX_PARITY_MISMATCH of
-    the pixels may differ (argmax near-ties), else ``ParityError``."""
-    differ, pixels = 0, 0
-    for bs, got, expected in onnx_torch_batches(
-        wrapper, onnx_path, images, (1, 4, 8), output_name=OUTPUT_NAME
-    ):
-        if got.dtype != np.uint8 or got.shape != expected.shape:
-            raise ParityError(f"batch {bs}: ONNX gave {got.dtype} {got.shape}")
-        differ += int((got != expected).sum())
-        pixels += got.size
-    fraction = differ / max(1, pixels)
-    if fraction > MAX_PARITY_MISMATCH:
-        raise ParityError(f"{fraction:.2%} of the pixels differ between ONNX and PyTorch")
-    return {"pixels": pixels, "differing_fraction": fraction, "limit": MAX_PARITY_MISMATCH}
-
-
-def package(
-    args: argparse.Namespace,
-    wrapper: SegmentationServingWrapper,
-    summary: dict,
-    run_dir: Path,
-    val: SegmentationData,
-    test: SegmentationData,
-    val_metrics: dict[str, float],
-) -> Path:
-    stage = fresh_stage(run_dir)
-    wrapper = wrapper.cpu().eval()
-    size = args.image_size
-    onnx_path = export_onnx(
-        wrapper, stage / "model.onnx", size, size, args.opset, output_name=OUTPUT_NAME
-    )
-    parity = check_parity(wrapper, onnx_path, parity_images(val, args.seed))
-    print(f"parity OK: {parity['differing_fraction']:.2e} of {parity['pixels']} pixels differ")
-    predict = onnx_predictor(onnx_path)
-    report = evaluate(test, predict)
-    print(f"ONNX test mIoU {report.miou:.4f}, pixel accuracy {report.pixel_accuracy:.4f}")
-    plot_examples(test, predict, stage / EXAMPLES_FILE, title=f"{args.name} {args.version}: test")
-    dataset = f"segmentation:{args.test}"
-    write_report(
-        report,
-        stage / METRICS_FILE,
-        {
-            "dataset": dataset,
-            "letterbox": {"align": "center", "pad_value": PAD_VALUE, "mask_resample": "nearest"},
-            "export_parity": parity,
-            "validation_torch": val_metrics,
-            "training": summary,
-            "hyperparameters": hyperparameters(args),
-        },
-    )
-    config = summary["model_config"]
-    pkg = ModelPackage(
-        name=args.name,
-        task="segmentation",
-        version=args.version,
-        description=args.description
-        or (
-            "semantic FPN segmenter (ResNet basic-block backbone, widths "
-            f"{','.join(map(str, config['widths']))}, FPN {config['fpn_width']} at stride 4); "
-            "input uint8 NHWC RGB letterboxed CENTRED; output uint8 class ids [N, H, W] at the "
-            "input size (bilinear upsampling and argmax in the graph)"
-        ),
-        input=InputSpec(width=size, height=size, resize="letterbox", pad_value=PAD_VALUE),
-        labels=list(test.classes),
-        postprocess=SegmentationPost(output=OUTPUT_NAME),
-        evaluation=[
-            Evaluation(
-                dataset=dataset, split="test", samples=report.samples, metrics=report.metrics
-            ),
-            Evaluation(
-                dataset=f"segmentation:{args.train}",
-                split=f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed}; "
-                "model resolution)",
-                samples=len(val),
-                metrics=val_metrics,
-            ),
-        ],
-        provenance=provenance(summary, args.seed, data_note(summary, args)),
-    )
-    return save_and_install(pkg, stage, args.output_dir / args.name)
-
-
 def init_from(model: Segmenter, args: argparse.Namespace) -> dict[str, object] | None:
     """``--init-backbone``: load the backbone from one of our runs' ``best.pt`` (and freeze it
     with ``--freeze-backbone``); returns what the package records about that start."""
@@ -244,7 +138,7 @@ def init_from(model: Segmenter, args: argparse.Namespace) -> dict[str, object] |
     path: Path = args.init_backbone
     if not path.is_file():
         raise SystemExit(f"--init-backbone {path}: no such file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint(path)
     try:
         copied = load_backbone(model, checkpoint.get("model", checkpoint))
     except ValueError as exc:
@@ -265,22 +159,11 @@ def init_from(model: Segmenter, args: argparse.Namespace) -> dict[str, object] |
     }
 
 
-def data_note(summary: dict, args: argparse.Namespace) -> str:
-    note = f"train: {summary['train_data']}; test: {args.test}"
-    init = summary.get("init_backbone")
-    if init:
-        note += (
-            f"; backbone initialised from {init['checkpoint']} (sha256 {init['sha256'][:12]}, "
-            f"trained by `{init['source_command']}` in {init['source_training_time_s']} s on "
-            f"{init['source_device']})"
-        )
-    return note
-
-
-def train(args: argparse.Namespace, command: str) -> Path:
-    run_dir = start_run(args)
+def train(args: argparse.Namespace, command: str, checkpoint: dict | None = None) -> Path:
+    """Train (or continue ``checkpoint``'s run), then export, evaluate and package."""
+    seed_everything(args.seed, args.threads)
     t0 = time.perf_counter()
-    train_data, val_data, test_data = get_data(args)
+    train_data, val_data, test_data = get_dataset(args)
     print(
         f"data: {len(train_data)} train, {len(val_data)} val, {len(test_data)} test, "
         f"{len(train_data.classes)} classes ({time.perf_counter() - t0:.0f}s to load)"
@@ -289,41 +172,20 @@ def train(args: argparse.Namespace, command: str) -> Path:
         len(train_data.classes), args.widths, args.depths, args.fpn_width, args.head_convs
     )
     init = init_from(model, args)
-    run = Run.create(args, model, run_dir, len(train_data), command)
-    if init:
+    run = Run.letterboxed(args, command, model, len(train_data), "miou")
+    if init and run.summary is not None:
         run.summary["init_backbone"] = init
         run.write_summary()
     wrapper = SegmentationServingWrapper(model).to(run.device)
     best = run.fit(
-        lambda epoch: train_one_epoch(
-            wrapper, train_data, run.optimizer, run.scheduler, args, epoch, run.generator
-        ),
-        lambda: validate(wrapper, val_data),
-        "miou",
+        lambda epoch: train_one_epoch(wrapper, train_data, run, args, epoch),
+        lambda: evaluate(wrapper, val_data),
+        checkpoint,
     )
     wrapper.cpu()  # export and parity run on the CPU, as onnxruntime does
-    return package(args, wrapper, run.summary, run_dir, val_data, test_data, val_metrics(best))
+    summary = run.summary or {}
+    return package(args, wrapper, summary, run.run_dir, val_data, test_data, val_metrics(best))
 
 
-def evaluate_package(package_dir: Path, root: Path, limit: int | None, png: Path, **kw) -> dict:
-    """mIoU of a segmentation package's ONNX model on a set; writes the examples PNG."""
-    pkg = ModelPackage.load(package_dir)
-    if pkg.task != "segmentation" or pkg.input.resize != "letterbox":
-        raise SystemExit(f"{package_dir} is not a letterboxed segmentation package")
-    data = load_segmentation_data(root, pkg.input.height, limit, **kw)
-    if data.classes != pkg.labels:
-        raise SystemExit(f"data set classes {data.classes} != package labels {pkg.labels}")
-    predict = onnx_predictor(package_dir / pkg.file)
-    report = evaluate(data, predict)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    plot_examples(data, predict, png, title=f"{pkg.name}: mIoU {report.miou:.4f}")
-    return report.as_json() | {"png": str(png)}
-
-
-def evaluate_service(url: str, root: Path, model: str | None, limit: int | None, **kw) -> dict:
-    """mIoU of a running service's ``POST /segment`` on a label-PNG set, from the returned
-    label maps at the original size (``training.common.http_eval``)."""
-    from training.common.http_eval import segmentation_report
-
-    report = segmentation_report(root, url, model=model, limit=limit, **kw)
-    return report.as_json() | {"url": url}
+def main(args: argparse.Namespace, command: str = "", checkpoint: dict | None = None) -> Path:
+    return train(args, command, checkpoint)

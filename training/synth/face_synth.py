@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from training.synth.face_synth_draw import Canvas, Rgb, draw_face, palette_colour
+from training.synth.face_synth_draw import Canvas, Identity, draw_face, palette_colour
 
 LANDMARKS_FILE = "landmarks.json"
 HAIR = [(0.08, 0.06, 0.05), (0.25, 0.15, 0.08), (0.45, 0.3, 0.15), (0.8, 0.65, 0.35),
@@ -30,35 +29,6 @@ HAIR = [(0.08, 0.06, 0.05), (0.25, 0.15, 0.08), (0.45, 0.3, 0.15), (0.8, 0.65, 0
 IRIS = [(0.3, 0.18, 0.08), (0.2, 0.12, 0.06), (0.25, 0.45, 0.7), (0.3, 0.5, 0.3), (0.4, 0.4, 0.4)]
 SKIN = [(0.95, 0.78, 0.66), (0.88, 0.68, 0.52), (0.75, 0.55, 0.4), (0.55, 0.37, 0.25),
         (0.46, 0.31, 0.21), (0.92, 0.72, 0.6)]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The parameters that make a person (all drawn once per identity)."""
-
-    skin: Rgb
-    hair: Rgb
-    iris: Rgb
-    lips: Rgb
-    aspect: float  # head half-height / half-width
-    jaw: float  # lower-face width factor
-    eye_y: float
-    eye_dx: float
-    eye_w: float
-    eye_h: float
-    brow_gap: float
-    brow_w: float
-    brow_tilt: float
-    nose_len: float
-    nose_w: float
-    mouth_gap: float
-    mouth_w: float
-    lip_h: float
-    hairline: float
-    hair_sweep: float
-    hair_long: bool
-    ear: float
-    beard: float  # 0: none
 
 
 def sample_identity(rng: np.random.Generator) -> Identity:

@@ -1,4 +1,5 @@
-"""Drawing for ``training.synth.face_synth``: soft shapes evaluated in the face's own frame.
+"""Drawing for ``training.synth.face_synth``: an ``Identity`` (the parameters that make a
+person) painted as soft shapes evaluated in the face's own frame.
 
 The face frame has its origin at the head centre, unit = half the head width, y down. A
 feature is placed by a 3-D point on a unit head (x, y, z toward the camera) projected by the
@@ -9,14 +10,41 @@ anti-aliased shapes over the background.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from training.synth.face_synth import Identity
-
 Rgb = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The parameters that make a person (all drawn once per identity)."""
+
+    skin: Rgb
+    hair: Rgb
+    iris: Rgb
+    lips: Rgb
+    aspect: float  # head half-height / half-width
+    jaw: float  # lower-face width factor
+    eye_y: float
+    eye_dx: float
+    eye_w: float
+    eye_h: float
+    brow_gap: float
+    brow_w: float
+    brow_tilt: float
+    nose_len: float
+    nose_w: float
+    mouth_gap: float
+    mouth_w: float
+    lip_h: float
+    hairline: float
+    hair_sweep: float
+    hair_long: bool
+    ear: float
+    beard: float  # 0: none
 
 
 def palette_colour(palette: list[Rgb], rng: np.random.Generator, spread: float) -> Rgb:

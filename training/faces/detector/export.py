@@ -16,7 +16,6 @@ too, for 23 % more proposal-net work on every image (its cost grows with the can
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import json
 import shutil
@@ -40,6 +39,7 @@ from service.pipeline.package import (
 )
 from training.common.export import ParityError, export_onnx, onnx_torch_outputs
 from training.common.package import frameworks, git_commit, hardware, save_and_install
+from training.faces.detector import NAME
 from training.faces.detector.eval import (
     EXPECTED_FACES,
     PHOTOS_DATASET,
@@ -49,9 +49,6 @@ from training.faces.detector.eval import (
 )
 from training.faces.detector.model import serving_modules
 
-NAME = "faces-detector"
-DEFAULT_OUT = Path("model_store") / NAME
-DEFAULT_CANVAS = (576, 576)
 SEED = 0
 DATA = (
     "MTCNN weights from the facenet-pytorch 2.6.0 wheel (MIT licence), "
@@ -79,17 +76,6 @@ def licence_notice() -> str:
         "Joint Face Detection and Alignment using Multi-task Cascaded Convolutional Networks.\n\n"
         f"facenet-pytorch licence:\n\n{text.strip()}\n"
     )
-
-
-def parse_canvas(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h)) if sep else (int(w), int(w))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}") from None
-    if min(size) < 12:
-        raise argparse.ArgumentTypeError(f"the canvas must be at least 12x12, got {text!r}")
-    return size
 
 
 def check_graph(
@@ -225,25 +211,3 @@ def export(out: Path, canvas: tuple[int, int], command: str, opset: int = 17) ->
     (stage / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return save_and_install(package, stage, out)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from training.cli import command_line
-
-    export(args.out, args.canvas, command_line(args), args.opset)
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `export-face-detector`."""
-    p = subparsers.add_parser(
-        "export-face-detector",
-        help="package the MTCNN face detector (facenet-pytorch 2.6.0 weights) as ONNX graphs",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="package directory")
-    p.add_argument(
-        "--canvas", type=parse_canvas, default=DEFAULT_CANVAS, help="proposal canvas WxH"
-    )
-    p.add_argument("--opset", type=int, default=17)
-    p.set_defaults(func=_run)
