@@ -15,6 +15,7 @@ pytest.importorskip("pycocotools")
 
 from service.ops.boxes import unletterbox  # noqa: E402
 from service.pipeline.package import DetectionPost, ModelPackage  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
 from training.common.letterbox import PAD_VALUE, letterbox  # noqa: E402
 from training.detection.data import augment_batch  # noqa: E402
 from training.detection.loss import assign, assign_batch, pad_targets  # noqa: E402
@@ -122,23 +123,8 @@ def test_train_export_package_smoke(tmp_path) -> None:
         SceneConfig(num_images=16, seed=3, height=(128, 128), width=(96, 128), objects=(1, 3)),
     )
     ann = tmp_path / "scenes" / "annotations.json"
-    rc = main(
-        [
-            "train-detector",
-            f"--train={ann}",
-            f"--test={ann}",
-            "--image-size=128",
-            "--epochs=2",
-            "--max-steps=2",
-            "--batch-size=6",
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-det",
-        ]
-    )
+    options = ("--image-size=128", "--batch-size=6")
+    rc = main(scene_argv("train-detector", ann, tmp_path, "run", "smoke-det", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-det"
     package = ModelPackage.load(pkg_dir)
@@ -203,7 +189,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(
 ) -> None:
     """Killed during epoch 2 and resumed with ``--resume runs/<name>`` alone: the weights and
     metrics.jsonl rows of the run left alone (augmentation draws from the run's generator)."""
-    from tests.resume_fixture import assert_refused, assert_same_run, interrupted_and_resumed
+    from tests.train_fixture import assert_refused, assert_same_run, interrupted_and_resumed
     from training.cli import main
     from training.synth.scenes import SceneConfig, generate
 
@@ -214,17 +200,13 @@ def test_an_interrupted_run_resumes_to_the_same_model(
     ann = tmp_path / "scenes" / "annotations.json"
 
     def argv(run: str) -> list[str]:
-        return [
-            "train-detector", f"--train={ann}", f"--test={ann}", "--image-size=96",
-            "--epochs=2", "--max-steps=2", "--batch-size=4", "--val-fraction=0.25",
-            "--widths=16,16,16,32,32", "--fpn-width=16", "--name=resume-det",
-            f"--output-dir={tmp_path / run / 'store'}", f"--run-dir={tmp_path / run}",
-        ]  # fmt: skip
+        options = ("--image-size=96", "--batch-size=4")
+        return scene_argv("train-detector", ann, tmp_path / run, "run", "resume-det", *options)
 
     assert main(argv("whole")) == 0
-    run = tmp_path / "resumed"
+    run = tmp_path / "resumed" / "run"
     interrupted_and_resumed(main, argv("resumed"), run, monkeypatch)
-    assert_same_run(tmp_path / "whole", run)
+    assert_same_run(tmp_path / "whole" / "run", run)
     refused = ["train-detector", "--resume", str(run), "--lr=0.1", "--threads=1"]
     assert "--lr" in assert_refused(main, refused, capsys)
     assert "last.pt" in assert_refused(main, ["train-detector", "--resume", str(tmp_path)], capsys)

@@ -278,7 +278,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(
     killed during epoch 2 and resumed, the run ends where the run left alone does."""
     import torch
 
-    from tests.resume_fixture import assert_same_run, interrupted_and_resumed
+    from tests.train_fixture import assert_same_run, interrupted_and_resumed
     from training.cli import main
 
     write_dataset(tmp_path / "train", identities=8, images_per_identity=3, seed=0, size=64)

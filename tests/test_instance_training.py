@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pycocotools")
 
 from service.pipeline.package import InstancesPost, ModelPackage  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
 from training.detection.data import MASK_STRIDE, augment_batch, load_detection_data  # noqa: E402
 from training.detection.loss import MaskInputs, assign_batch, detection_loss, pad_targets  # noqa: E402
 from training.instances.model import InstanceSegmenter, InstanceServingWrapper  # noqa: E402
@@ -102,24 +103,8 @@ def test_train_export_package_smoke(
     from training.cli import main
     from training.common.export import cpu_session
 
-    rc = main(
-        [
-            "train-instances",
-            f"--train={scenes}",
-            f"--test={scenes}",
-            "--image-size=96",
-            "--epochs=2",
-            "--max-steps=2",
-            "--batch-size=4",
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            "--prototypes=4",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-inst",
-        ]
-    )
+    options = ("--image-size=96", "--batch-size=4", "--prototypes=4")
+    rc = main(scene_argv("train-instances", scenes, tmp_path, "run", "smoke-inst", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-inst"
     package = ModelPackage.load(pkg_dir)

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from service.pipeline.package import ModelPackage, SegmentationPost  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
 from training.common.letterbox import letterbox  # noqa: E402
 from training.segmentation.data import IGNORE, load_segmentation_data  # noqa: E402
 from training.segmentation.eval import confusion, report_from, to_original  # noqa: E402
@@ -110,21 +111,8 @@ def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixtur
         SceneConfig(num_images=12, seed=3, height=(96, 128), width=(128, 128), objects=(1, 3)),
     )
     root = tmp_path / "scenes"
-    args = ["--image-size=96", "--epochs=2", "--max-steps=2", "--batch-size=6"]
-    rc = main(
-        [
-            "train-segmenter",
-            f"--train={root}",
-            f"--test={root}",
-            *args,
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-seg",
-        ]
-    )
+    options = ("--image-size=96", "--batch-size=6")
+    rc = main(scene_argv("train-segmenter", root, tmp_path, "run", "smoke-seg", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-seg"
     package = ModelPackage.load(pkg_dir)
@@ -151,21 +139,9 @@ def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     # A second run starting from the first one's backbone, frozen: decoder-only training
     # leaves every backbone tensor (batch-norm statistics included) as it was loaded.
     first = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    frozen = (f"--init-backbone={tmp_path / 'run' / 'best.pt'}", "--freeze-backbone")
     rc = main(
-        [
-            "train-segmenter",
-            f"--train={root}",
-            f"--test={root}",
-            *args,
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--init-backbone={tmp_path / 'run' / 'best.pt'}",
-            "--freeze-backbone",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run2'}",
-            "--name=smoke-seg2",
-        ]
+        scene_argv("train-segmenter", root, tmp_path, "run2", "smoke-seg2", *options, *frozen)
     )
     assert rc == 0
     second = torch.load(tmp_path / "run2" / "best.pt", weights_only=True)["model"]

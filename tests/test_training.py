@@ -371,7 +371,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(
 ) -> None:
     """Killed during epoch 2 and resumed: the weights and metrics.jsonl rows of the run left
     alone (mixup, random erasing and dropout draw from every generator the run keeps)."""
-    from tests.resume_fixture import assert_refused, assert_same_run, interrupted_and_resumed, rows
+    from tests.train_fixture import assert_refused, assert_same_run, interrupted_and_resumed, rows
     from training.cli import main
 
     def argv(run: str) -> list[str]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.common.args import add_resume_arg
-from training.common.resume import train_command
+from training.common.args import add_command, add_resume_arg
+from training.common.resume import add_train_command
 
 
 def add_train_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -108,18 +108,6 @@ def add_package_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from training.classification.train import main
-
-    return train_command(main, args, "train-classifier", add_train_args)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.classification.eval import evaluate_package
-
-    return evaluate_package(args)
-
-
 def _export(args: argparse.Namespace) -> int:
     from training.classification.export import package_from_run
 
@@ -127,34 +115,22 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantize(args: argparse.Namespace) -> int:
-    from training.classification.export import quantize_package
-
-    return quantize_package(args)
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train-classifier",
-        help="train, evaluate, export and package an image classifier",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_train_args(p)
-    p.set_defaults(func=_train)
+    module = "training.classification"
+    help = "train, evaluate, export and package an image classifier"
+    add_train_command(subparsers, "train-classifier", help, f"{module}.train:main", add_train_args)
 
-    p = subparsers.add_parser("evaluate", help="evaluate a classifier package's ONNX model")
-    add_package_args(p)
+    help = "evaluate a classifier package's ONNX model"
+    run = f"{module}.eval:evaluate_package"
+    p = add_command(subparsers, "evaluate", help, run, add_package_args)
     p.add_argument("--int8", action="store_true", help="evaluate model.int8.onnx")
     p.add_argument("--png", type=Path, default=None, help="confusion matrix PNG path")
-    p.set_defaults(func=_evaluate)
 
-    p = subparsers.add_parser(
-        "export-classifier", help="package a run's best.pt (train-classifier --keep-checkpoint)"
-    )
+    help = "package a run's best.pt (train-classifier --keep-checkpoint)"
+    p = add_command(subparsers, "export-classifier", help, _export)
     p.add_argument("--run-dir", type=Path, required=True)
-    p.set_defaults(func=_export)
 
-    p = subparsers.add_parser("quantize", help="(re)write a package's model.int8.onnx")
-    add_package_args(p)
+    help = "(re)write a package's model.int8.onnx"
+    run = f"{module}.export:quantize_package"
+    p = add_command(subparsers, "quantize", help, run, add_package_args)
     p.add_argument("--calibration-size", type=int, default=512)
-    p.set_defaults(func=_quantize)

@@ -21,9 +21,7 @@ from torch import nn
 from service.pipeline.package import (
     MODEL_FILE,
     ClassificationPost,
-    Evaluation,
     InputSpec,
-    ModelPackage,
     Quantized,
 )
 from training.classification.data import ImageData, load_splits
@@ -47,7 +45,7 @@ from training.common.export import (
     onnx_torch_batches,
     quantize_int8,
 )
-from training.common.package import fresh_stage, provenance, save_and_install, write_json
+from training.common.package import evaluations, fresh_stage, install, provenance, write_json
 
 LUMA = (0.299, 0.587, 0.114)
 INT8_FILE = "model.int8.onnx"
@@ -184,26 +182,22 @@ def write_package(
         extra["int8"] = int8_report.as_json()
     write_json(stage / METRICS_FILE, report.as_json() | extra)
 
-    evaluations = [
-        Evaluation(
-            dataset=dataset_name(args), split=split, samples=report.samples, metrics=report.metrics
-        ),
-        Evaluation(
-            dataset=dataset_name(args),
-            split=f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed})",
-            samples=len(val_data),
-            metrics={"top1": val_metrics["top1"], "top5": val_metrics["top5"]},
-        ),
-    ]
-    package = ModelPackage(
-        name=args.name,
+    dataset = dataset_name(args)
+    val_top = {"top1": val_metrics["top1"], "top5": val_metrics["top5"]}
+    return install(
+        args,
+        stage,
         task="classification",
-        version=args.version,
-        description=args.description or _describe(args),
+        description=_describe(args),
         input=InputSpec(width=width, height=height),
         labels=list(test_data.classes),
         postprocess=ClassificationPost(top_k=min(5, len(test_data.classes))),
-        evaluation=evaluations,
+        evaluation=evaluations(
+            args,
+            (dataset, report.samples, report.metrics),
+            (dataset, len(val_data), val_top),
+            split=split,
+        ),
         quantized=quantized,
         provenance=provenance(
             summary,
@@ -212,7 +206,6 @@ def write_package(
             commit=summary.get("git_commit"),
         ),
     )
-    return save_and_install(package, stage, args.output_dir / args.name)
 
 
 def _describe(args: argparse.Namespace) -> str:

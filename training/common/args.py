@@ -13,6 +13,7 @@ registers every command before torch is needed, and without it on a serving inst
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 AddArgs = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+Command = Callable[[argparse.Namespace], int]
 # options that are not the run's: the CLI's own and --resume
 NOT_OPTIONS = ("func", "command_line", "resume")
 # what a resumed run may be given anew (the rest comes from its checkpoint)
@@ -135,6 +137,47 @@ def add_common_args(
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opset", type=int, default=17)
     return add_resume_arg(p)
+
+
+def lazy(target: str) -> Command:
+    """The command ``module:function`` (it takes the parsed options, returns the exit status),
+    imported only when it runs: the commands are registered without torch."""
+    module, _, function = target.partition(":")
+
+    def run(args: argparse.Namespace) -> int:
+        return int(getattr(importlib.import_module(module), function)(args))
+
+    return run
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    func: Command | str,
+    add_args: Callable[[argparse.ArgumentParser], object] | None = None,
+    *,
+    defaults: bool = False,
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` running ``func`` (a ``lazy`` target when a string), with
+    ``add_args``'s options (more can follow); ``defaults``: its help shows each option's
+    default."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter if defaults else argparse.HelpFormatter
+    p = subparsers.add_parser(name, help=help, formatter_class=formatter)
+    if add_args is not None:
+        add_args(p)
+    p.set_defaults(func=lazy(func) if isinstance(func, str) else func)
+    return p
+
+
+def add_coco_evaluate_args(
+    p: argparse.ArgumentParser, annotations_help: str, url_help: str, default_model: str, png: str
+) -> None:
+    """``evaluate-detector`` / ``evaluate-instances``: a package or ``--url``, a COCO set."""
+    add_package_arg(p)
+    p.add_argument("--annotations", type=Path, required=True, help=annotations_help)
+    add_url_args(p, url_help, default_model)
+    add_output_args(p, png)
 
 
 def add_package_arg(p: argparse.ArgumentParser, help: str = "model package directory") -> None:

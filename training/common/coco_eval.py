@@ -26,6 +26,11 @@ EVAL_IOU_THRESHOLD = 0.6
 
 
 EVAL_MAX_DETECTIONS = 100
+EVAL_THRESHOLDS = {
+    "score_threshold": EVAL_SCORE_THRESHOLD,
+    "iou_threshold": EVAL_IOU_THRESHOLD,
+    "max_detections": EVAL_MAX_DETECTIONS,
+}
 
 
 @dataclass
@@ -124,23 +129,18 @@ def plotted(report: DetectionReport, classes: list[str], png: Path, title: str) 
     return {"png": str(png)}
 
 
-def evaluate_command(
+def coco_evaluate_command(
     args: argparse.Namespace,
     command: str,
     png_name: str,
-    evaluate_package: Callable[..., dict],
-    evaluate_service: Callable[..., dict],
+    evaluate_package: Callable[[argparse.Namespace, Path], dict],
+    evaluate_service: Callable[[argparse.Namespace, Path], dict],
 ) -> int:
     """``evaluate-detector`` / ``evaluate-instances``: a package's ONNX model or a running
     service (``--url``) on a COCO set; prints the report as JSON."""
     package_or_url(args, command)
     name = args.package.name if args.package else (args.model or "service")
     png = args.png or Path("runs") / "evaluate" / name / png_name
-    if args.package:
-        report = evaluate_package(args.package, args.annotations, args.limit, png)
-    else:
-        report = evaluate_service(
-            args.url, args.annotations, args.model, args.limit, args.concurrency, png
-        )
+    report = evaluate_package(args, png) if args.package else evaluate_service(args, png)
     print(json.dumps(report, indent=2))
     return 0

@@ -166,17 +166,15 @@ def quantize_int8(
     quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=False)
     reader = Calibration()
     try:
-        quantize_static(
-            str(pre),
-            str(out_path),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-            op_types_to_quantize=["Conv", "MatMul", "Gemm", "Add", "Relu", "GlobalAveragePool"],
-        )
+        options = {  # QDQ, uint8 activations, per-channel int8 weights, min-max calibration
+            "quant_format": QuantFormat.QDQ,
+            "activation_type": QuantType.QUInt8,
+            "weight_type": QuantType.QInt8,
+            "per_channel": True,
+            "calibrate_method": CalibrationMethod.MinMax,
+            "op_types_to_quantize": ["Conv", "MatMul", "Gemm", "Add", "Relu", "GlobalAveragePool"],
+        }
+        quantize_static(str(pre), str(out_path), reader, **options)
     finally:
         pre.unlink(missing_ok=True)
     return out_path

@@ -12,6 +12,7 @@ Any non-200 answer is an error: the evaluation does not skip images.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import io
@@ -126,3 +127,18 @@ def decode_label_png(body: dict[str, Any]) -> np.ndarray:
         if im.mode != "L":
             raise RuntimeError(f"label PNG mode {im.mode}, expected L (one channel)")
         return np.asarray(im, dtype=np.uint8)
+
+
+def service_results(
+    args: argparse.Namespace, endpoint: str
+) -> tuple[list[int], list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``coco_results`` of ``--annotations`` through ``--url``'s ``endpoint`` (``--model``,
+    ``--limit``, ``--concurrency``): an ``evaluate-*`` command's."""
+    return coco_results(
+        args.annotations,
+        args.url,
+        endpoint,
+        model=args.model,
+        limit=args.limit,
+        concurrency=args.concurrency,
+    )

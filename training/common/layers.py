@@ -6,9 +6,14 @@ that take uint8 NHWC RGB and normalise inside the exported graph."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
+
+# the scene models' default backbone: stem + 4 stages (strides 2 to 32), blocks per stage
+WIDTHS = (24, 48, 96, 144, 192)
+DEPTHS = (1, 2, 2, 2)
 
 
 class BasicBlock(nn.Module):
@@ -67,6 +72,35 @@ def backbone(widths: Sequence[int], depths: Sequence[int]) -> tuple[nn.Module, n
         blocks += [BasicBlock(widths[i + 1], widths[i + 1], 1) for _ in range(depth - 1)]
         stages.append(nn.Sequential(*blocks))
     return conv_bn_relu(3, widths[0], stride=2), nn.ModuleList(stages)
+
+
+class BackboneNet(nn.Module):
+    """Base of the networks built on ``backbone`` (detector, instance segmenter, segmenter): the
+    stem and stages, then what ``build`` adds; ``config``, the options that build it again."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        widths: Sequence[int] = WIDTHS,
+        depths: Sequence[int] = DEPTHS,
+        fpn_width: int = 96,
+        head_convs: int = 2,
+    ) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.config: dict[str, Any] = {
+            "num_classes": num_classes,
+            "widths": list(widths),
+            "depths": list(depths),
+            "fpn_width": fpn_width,
+            "head_convs": head_convs,
+        }
+        self.stem, self.stages = backbone(widths, depths)
+        self.build(num_classes, list(widths), fpn_width, head_convs)
+
+    def build(self, num_classes: int, widths: list[int], fpn_width: int, head_convs: int) -> None:
+        """The layers after the backbone (and their initialisation)."""
+        raise NotImplementedError
 
 
 class UInt8Input(nn.Module):

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.pipeline.package import MODEL_FILE, ModelPackage, Provenance, Task
+from service.pipeline.package import (
+    MODEL_FILE,
+    Evaluation,
+    InputSpec,
+    ModelPackage,
+    Provenance,
+    Task,
+)
+from training.common.args import hyperparameters
 from training.common.export import export_onnx
+from training.common.letterbox import PAD_VALUE
 from training.common.log import CURVE_FILE
+
+METRICS_FILE = "metrics.json"
 
 
 def git_commit() -> str:
@@ -121,21 +133,39 @@ def fresh_stage(run_dir: Path) -> Path:
     return stage
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A package being assembled for a run (``args``, its ``summary``): the staging directory
+    (``fresh_stage``) and the exported graph in it."""
+
+    args: argparse.Namespace
+    summary: dict[str, Any]
+    dir: Path
+    onnx: Path
+
+    def install(self, metrics: dict[str, Any], **package: Any) -> Path:
+        """metrics.json: ``metrics``, the run's ``training`` summary and ``hyperparameters``;
+        then the package (``install``: ``task``, ``description`` and its other fields)."""
+        training = {"training": self.summary, "hyperparameters": hyperparameters(self.args)}
+        write_json(self.dir / METRICS_FILE, metrics | training)
+        return install(self.args, self.dir, **package)
+
+
 def export_stage(
     wrapper: nn.Module,
+    args: argparse.Namespace,
+    summary: dict[str, Any],
     run_dir: Path,
-    height: int,
-    width: int,
-    opset: int,
+    size: int,
     output_name: str | Sequence[str],
-) -> tuple[Path, Path]:
-    """``(stage, model.onnx in it)``: a ``fresh_stage`` with ``wrapper`` (put in eval mode)
-    exported into it."""
+) -> Stage:
+    """A ``fresh_stage`` with ``wrapper`` (put in eval mode) exported into it, for a square
+    ``size`` input at ``--opset``."""
     stage = fresh_stage(run_dir)
     onnx_path = export_onnx(
-        wrapper.eval(), stage / MODEL_FILE, height, width, opset, output_name=output_name
+        wrapper.eval(), stage / MODEL_FILE, size, size, args.opset, output_name=output_name
     )
-    return stage, onnx_path
+    return Stage(args, summary, stage, onnx_path)
 
 
 def write_json(path: Path, document: dict[str, Any]) -> Path:
@@ -145,9 +175,40 @@ def write_json(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def holdout_split(args: argparse.Namespace, note: str = "") -> str:
-    """The ``split`` of a validation ``Evaluation``: ``--val-fraction`` held out of train."""
-    return f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed}{note})"
+def evaluations(
+    args: argparse.Namespace,
+    test: tuple[str, int, dict[str, float]],
+    validation: tuple[str, int, dict[str, float]],
+    *,
+    split: str = "test",
+    note: str = "",
+) -> list[Evaluation]:
+    """model.json's evaluations, each ``(dataset, samples, metrics)``: on the test ``split``, and
+    on the validation images ``--val-fraction`` held out of train (``note`` adds to its split)."""
+    (test_set, test_count, test_metrics), (val_set, val_count, val_metrics) = test, validation
+    held_out = f"validation ({args.val_fraction:.0%} held out of train, seed {args.seed}{note})"
+    return [
+        Evaluation(dataset=test_set, split=split, samples=test_count, metrics=test_metrics),
+        Evaluation(dataset=val_set, split=held_out, samples=val_count, metrics=val_metrics),
+    ]
+
+
+def letterboxed(
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    classes: Sequence[str],
+    test: tuple[str, int, dict[str, float]],
+    validation: tuple[str, int, dict[str, float]],
+    note: str = "",
+) -> dict[str, Any]:
+    """A letterboxed package's ``input`` (centred on ``PAD_VALUE``), ``labels`` and
+    ``evaluation`` (``evaluations``)."""
+    height, width = size
+    return {
+        "input": InputSpec(width=width, height=height, resize="letterbox", pad_value=PAD_VALUE),
+        "labels": list(classes),
+        "evaluation": evaluations(args, test, validation, note=note),
+    }
 
 
 def install(

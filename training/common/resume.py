@@ -9,20 +9,21 @@ model's shape, the data, the optimiser...) exits with status 2 and one line sayi
 it was. The training command a package records stays the run's own; each resume is listed in
 the run's summary (``resumed``).
 
-No torch import until a run resumes: the commands' modules (``<task>/args.py``) use
-``train_command``.
+No torch import until a run resumes: the commands' modules (``<task>/args.py``) register
+their train-* commands with ``add_train_command``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from training.common.args import MAY_CHANGE, AddArgs, command_line
+from training.common.args import MAY_CHANGE, AddArgs, add_command, command_line
 
 
 def refuse(name: str, message: str) -> NoReturn:
@@ -114,6 +115,33 @@ def train_command(
     add_args: AddArgs,
 ) -> int:
     """Run a trainer's ``main(args, command, checkpoint)``; with ``--resume``, on the run's
-    options and state (``training.common.resume``)."""
+    options and state."""
     main(*resume(args, name, add_args))
     return 0
+
+
+def add_train_command(
+    subparsers: argparse._SubParsersAction, name: str, help: str, target: str, add_args: AddArgs
+) -> None:
+    """The command ``name`` (``train-detector``...) with ``add_args``'s options, running the
+    trainer ``module:main`` through ``train_command``, imported only when it runs."""
+    module, _, function = target.partition(":")
+
+    def run(args: argparse.Namespace) -> int:
+        main = getattr(importlib.import_module(module), function)
+        return train_command(main, args, name, add_args)
+
+    add_command(subparsers, name, help, run, add_args, defaults=True)
+
+
+def add_train_and_evaluate(
+    subparsers: argparse._SubParsersAction,
+    module: str,
+    train: tuple[str, str, AddArgs],
+    evaluate: tuple[str, str, Callable[[argparse.ArgumentParser], object]],
+) -> None:
+    """A task's two commands, each ``(name, help, options)``: ``train`` runs ``module.train``'s
+    ``main``, ``evaluate`` ``module.eval``'s ``evaluate_command``."""
+    add_train_command(subparsers, *train[:2], f"{module}.train:main", train[2])
+    name, help, add_args = evaluate
+    add_command(subparsers, name, help, f"{module}.eval:evaluate_command", add_args)

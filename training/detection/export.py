@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from service.pipeline.package import DetectionPost, Evaluation, InputSpec
-from training.common.args import AddArgs, hyperparameters, recorded_args
+from service.pipeline.package import DetectionPost
+from training.common.args import AddArgs, recorded_args
 from training.common.checkpoint import BEST_FILE, load_checkpoint
 from training.common.coco import describe_set
 from training.common.coco_eval import (
@@ -37,20 +37,13 @@ from training.common.export import (
     parity_images,
 )
 from training.common.letterbox import PAD_VALUE
-from training.common.package import (
-    export_stage,
-    holdout_split,
-    install,
-    provenance,
-    write_json,
-)
+from training.common.package import export_stage, letterboxed, provenance
 from training.common.run import val_metrics
 from training.detection.data import DetectionData, get_dataset
 from training.detection.eval import coco_evaluate, onnx_predictor
 from training.detection.model import OUTPUT_NAME, DetectionServingWrapper, Detector
 
 PR_FILE = "precision_recall.png"
-METRICS_FILE = "metrics.json"
 LETTERBOX = {"align": "center", "pad_value": PAD_VALUE, "resample": "bilinear (Pillow)"}
 
 
@@ -120,8 +113,9 @@ def package(
 ) -> Path:
     """Export, parity, ONNX test evaluation and ``model_store/<name>/`` of a trained detector
     (``val_metrics``: its validation metrics in PyTorch)."""
-    height, width = test_data.size
-    stage, onnx_path = export_stage(wrapper, run_dir, height, width, args.opset, OUTPUT_NAME)
+    size, _ = test_data.size  # square
+    stage = export_stage(wrapper, args, summary, run_dir, size, OUTPUT_NAME)
+    onnx_path = stage.onnx
     parity = check_detection_parity(
         wrapper, onnx_path, parity_images(val_data.images, args.seed), batch_sizes=(1, 4, 8)
     )
@@ -132,46 +126,33 @@ def package(
     report = coco_evaluate(test_data, onnx_predictor(onnx_path))
     print(f"ONNX test mAP {report.map:.4f} mAP50 {report.map50:.4f} ({report.samples} images)")
     plot_pr_curves(
-        report, test_data.classes, stage / PR_FILE, f"{args.name} {args.version}: test PR @ .5"
+        report, test_data.classes, stage.dir / PR_FILE, f"{args.name} {args.version}: test PR @ .5"
     )
     dataset = f"coco:{args.test}"
-    write_json(
-        stage / METRICS_FILE,
-        report.as_json()
-        | {
-            "dataset": dataset,
-            "letterbox": LETTERBOX,
-            "eval_postprocess": {
-                "score_threshold": EVAL_SCORE_THRESHOLD,
-                "iou_threshold": EVAL_IOU_THRESHOLD,
-                "max_detections": EVAL_MAX_DETECTIONS,
-            },
-            "export_parity": parity.as_dict(),
-            "validation_torch": val_metrics,
-            "training": summary,
-            "hyperparameters": hyperparameters(args),
+    metrics = report.as_json() | {
+        "dataset": dataset,
+        "letterbox": LETTERBOX,
+        "eval_postprocess": {
+            "score_threshold": EVAL_SCORE_THRESHOLD,
+            "iou_threshold": EVAL_IOU_THRESHOLD,
+            "max_detections": EVAL_MAX_DETECTIONS,
         },
-    )
-    return install(
-        args,
-        stage,
+        "export_parity": parity.as_dict(),
+        "validation_torch": val_metrics,
+    }
+    return stage.install(
+        metrics,
         task="detection",
         description=f"{describe_model(summary['model_config'])}; input uint8 NHWC RGB "
         f"letterboxed CENTRED (pad {PAD_VALUE}); output detections [N, K, 4 + C] without NMS",
-        input=InputSpec(width=width, height=height, resize="letterbox", pad_value=PAD_VALUE),
-        labels=list(test_data.classes),
         postprocess=DetectionPost(),
-        evaluation=[
-            Evaluation(
-                dataset=dataset, split="test", samples=report.samples, metrics=report.metrics
-            ),
-            Evaluation(
-                dataset=f"coco:{args.train}",
-                split=holdout_split(args),
-                samples=len(val_data),
-                metrics=val_metrics,
-            ),
-        ],
+        **letterboxed(
+            args,
+            test_data.size,
+            test_data.classes,
+            (dataset, report.samples, report.metrics),
+            (f"coco:{args.train}", len(val_data), val_metrics),
+        ),
         provenance=provenance(
             summary,
             args.seed,

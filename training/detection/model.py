@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common.layers import UInt8Input, backbone, conv_bn_relu, init_weights
+from training.common.layers import BackboneNet, UInt8Input, conv_bn_relu, init_weights
 
 STRIDES = (8, 16, 32)
 OUTPUT_NAME = "detections"  # the exported graph's output: DetectionServingWrapper's
@@ -57,30 +57,13 @@ def decode_boxes(points: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     return torch.stack([x - d[..., 0], y - d[..., 1], x + d[..., 2], y + d[..., 3]], dim=-1)
 
 
-class Detector(nn.Module):
+class Detector(BackboneNet):
     """Returns ``(cls_logits [N, K, C], deltas [N, K, 4], centerness_logits [N, K])``."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        widths: Sequence[int] = (24, 32, 64, 128, 192),
-        depths: Sequence[int] = (1, 1, 2, 2),
-        fpn_width: int = 64,
-        head_convs: int = 2,
-        prior: float = 0.01,
-    ) -> None:
-        super().__init__()
-        if len(widths) != 5 or len(depths) != 4:
-            raise ValueError("widths: stem + 4 stages (strides 2..32); depths: 4 stages")
-        self.num_classes = num_classes
-        self.config = {
-            "num_classes": num_classes,
-            "widths": list(widths),
-            "depths": list(depths),
-            "fpn_width": fpn_width,
-            "head_convs": head_convs,
-        }
-        self.stem, self.stages = backbone(widths, depths)
+    PRIOR = 0.01  # the class scores' initial probability (focal loss)
+
+    def build(self, num_classes: int, widths: list[int], fpn_width: int, head_convs: int) -> None:
+        prior = self.PRIOR
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[2:])
         self.smooth = nn.ModuleList(conv_bn_relu(fpn_width, fpn_width) for _ in widths[2:])
         self.tower = nn.Sequential(*(conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,14 +61,9 @@ def train_one_epoch(
     device = wrapper.points.device
     sums = {k: torch.zeros((), device=device) for k in names}
     steps = run.schedule.steps
+    jitter: dict[str, Any] = {"flip": args.flip, "scale_jitter": args.scale_jitter}
     stream = batches(
-        data,
-        args.batch_size,
-        shuffle=True,
-        generator=run.generator,
-        flip=args.flip,
-        scale_jitter=args.scale_jitter,
-        device=device,
+        data, args.batch_size, shuffle=True, generator=run.generator, device=device, **jitter
     )
     bar = run.bar(stream, epoch)
     done = 0

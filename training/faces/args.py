@@ -12,8 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from training.common.args import add_resume_arg, ints
-from training.common.resume import train_command
+from training.common.args import add_command, add_resume_arg, ints
+from training.common.resume import add_train_command
 
 
 def _pk(text: str) -> tuple[int, int]:
@@ -73,43 +73,26 @@ def _data_landmarks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from training.faces.train import main
-
-    return train_command(main, args, "train-face-embedder", add_train_args)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.faces.eval import evaluate_package
-
-    return evaluate_package(args)
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = subparsers.add_parser(
-        "data-landmarks",
-        help="landmarks.json for your own identity folders, from the face detector (alignment)",
-        formatter_class=fmt,
-    )
+def add_landmarks_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="LFW layout: <data>/<person>/*.jpg")
     p.add_argument("--detector", type=Path, default=Path("model_store/faces-detector"))
     p.add_argument("--out", type=Path, default=None, help="default <data>/landmarks.json")
     p.add_argument("--min-score", type=float, default=0.9, help="face score to keep")
-    p.set_defaults(func=_data_landmarks)
+    return p
 
-    p = subparsers.add_parser(
-        "train-face-embedder",
-        help="train, evaluate (TAR@FAR, rank-1), export and package a face embedder",
-        formatter_class=fmt,
-    )
-    add_train_args(p)
-    p.set_defaults(func=_train)
 
-    p = subparsers.add_parser(
-        "evaluate-face-embedder",
-        help="TAR@FAR, EER, rank-1 and the package threshold's TAR/FAR on identity folders",
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    module = "training.faces"  # the commands' code, imported when they run
+    help = "landmarks.json for your own identity folders, from the face detector (alignment)"
+    run, add_args = _data_landmarks, add_landmarks_args
+    add_command(subparsers, "data-landmarks", help, run, add_args, defaults=True)
+
+    help = "train, evaluate (TAR@FAR, rank-1), export and package a face embedder"
+    add_train_command(
+        subparsers, "train-face-embedder", help, f"{module}.train:main", add_train_args
     )
+
+    help = "TAR@FAR, EER, rank-1 and the package threshold's TAR/FAR on identity folders"
+    p = add_command(subparsers, "evaluate-face-embedder", help, f"{module}.eval:evaluate_package")
     p.add_argument("package", type=Path, help="model package directory (model.json)")
     p.add_argument("--data", type=Path, action="append", required=True, help="LFW-layout folder")
-    p.set_defaults(func=_evaluate)

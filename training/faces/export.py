@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from service.pipeline.package import Evaluation, FaceEmbeddingPost, InputSpec, round_metric
-from training.common.args import hyperparameters
 from training.common.export import ParityError, onnx_torch_batches
-from training.common.package import export_stage, install, provenance, write_json
+from training.common.package import export_stage, provenance
 from training.faces.data import FaceSet, template
 from training.faces.eval import (
     embed_all,
@@ -33,7 +32,6 @@ from training.faces.eval import (
 from training.faces.model import OUTPUT_NAME, EmbedderServingWrapper
 
 ROC_FILE = "roc.png"
-METRICS_FILE = "metrics.json"
 THRESHOLD_FAR = 1e-3
 # without landmarks: the square around the detector box widened by 20% (on MTCNN boxes of the
 # synthetic test faces 0.2 verified best of 0, 0.1, 0.2, 0.3: TAR@FAR1e-2 0.90 vs 0.87 at 0.1)
@@ -72,7 +70,8 @@ def write_package(
     test: FaceSet,
 ) -> Path:
     size = args.image_size
-    stage, path = export_stage(wrapper, run_dir, size, size, args.opset, OUTPUT_NAME)
+    stage = export_stage(wrapper, args, summary, run_dir, size, OUTPUT_NAME)
+    path = stage.onnx
     parity = check_embedding_parity(wrapper, path, parity_images(val, args.seed))
     print(f"parity OK: max |onnx - torch| {parity['max_abs_diff']:.2e}")
     embed = onnx_embedder(path)
@@ -102,26 +101,20 @@ def write_package(
         f"{args.name} {args.version}: test TAR@FAR1e-2 {test_report['tar_at_far_1e-02']:.3f}, "
         f"1e-3 {test_report['tar_at_far_1e-03']:.3f}, rank-1 {test_report['rank1']:.3f}"
     )
-    plot_roc(curves, far or THRESHOLD_FAR, stage / ROC_FILE, title)
-    write_json(
-        stage / METRICS_FILE,
-        {
-            "test": test_report | {"data": test.description, "images": len(test)},
-            "validation": val_report | {"data": val.description, "images": len(val)},
-            "threshold": {
-                "value": threshold,
-                "chosen_on": "validation identities",
-                "at_far": THRESHOLD_FAR,
-            },
-            "real_photo_invariance": real,
-            "export_parity": parity,
-            "training": summary,
-            "hyperparameters": hyperparameters(args),
+    plot_roc(curves, far or THRESHOLD_FAR, stage.dir / ROC_FILE, title)
+    metrics = {
+        "test": test_report | {"data": test.description, "images": len(test)},
+        "validation": val_report | {"data": val.description, "images": len(val)},
+        "threshold": {
+            "value": threshold,
+            "chosen_on": "validation identities",
+            "at_far": THRESHOLD_FAR,
         },
-    )
-    return install(
-        args,
-        stage,
+        "real_photo_invariance": real,
+        "export_parity": parity,
+    }
+    return stage.install(
+        metrics,
         task="face_embedding",
         description=_describe(args, threshold),
         input=InputSpec(width=size, height=size),

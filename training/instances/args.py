@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.common.args import (
-    add_common_args,
-    add_output_args,
-    add_package_arg,
-    add_url_args,
-)
-from training.common.resume import train_command
+from training.common.args import add_coco_evaluate_args, add_common_args
+from training.common.resume import add_train_and_evaluate
 
 
 def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -23,36 +18,20 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return add_common_args(p, name="scenes-instances", image_size=320, head_convs=3)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from training.instances.train import main
-
-    return train_command(main, args, "train-instances", add_train_args)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.common.coco_eval import evaluate_command
-    from training.instances.eval import evaluate_package, evaluate_service
-
-    png = "segm_precision_recall.png"
-    return evaluate_command(args, "evaluate-instances", png, evaluate_package, evaluate_service)
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
+    annotations, url = "COCO annotations with masks", "score a running service's POST /instances"
+    add_coco_evaluate_args(p, annotations, url, "instances", "mask precision-recall PNG path")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train-instances",
-        help="train, evaluate (COCO bbox + segm mAP), export and package an instance segmenter",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    train = "train, evaluate (COCO bbox + segm mAP), export and package an instance segmenter"
+    evaluate = (
+        "COCO bbox + segm mAP of an instance package's ONNX model, or of a running service's "
+        "POST /instances (--url)"
     )
-    add_train_args(p)
-    p.set_defaults(func=_train)
-
-    p = subparsers.add_parser(
-        "evaluate-instances",
-        help="COCO bbox + segm mAP of an instance package's ONNX model, or of a running "
-        "service's POST /instances (--url)",
+    add_train_and_evaluate(
+        subparsers,
+        "training.instances",
+        ("train-instances", train, add_train_args),
+        ("evaluate-instances", evaluate, add_evaluate_args),
     )
-    add_package_arg(p)
-    p.add_argument("--annotations", type=Path, required=True, help="COCO annotations with masks")
-    add_url_args(p, "score a running service's POST /instances", "instances")
-    add_output_args(p, "mask precision-recall PNG path")
-    p.set_defaults(func=_evaluate)

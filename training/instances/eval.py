@@ -10,6 +10,7 @@ both the boxes and the masks against the set's annotation file.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,21 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from service.ops.boxes import MIN_INSIDE_FRACTION, clip_to_image, unletterbox
 from service.ops.masks import Affine1D, encode_rle, paste_mask, prototype_masks
-from service.ops.nms import postprocess_detections
 from service.pipeline.package import InstancesPost
 from training.common.coco_eval import (
-    EVAL_IOU_THRESHOLD,
-    EVAL_MAX_DETECTIONS,
-    EVAL_SCORE_THRESHOLD,
     DetectionReport,
+    coco_evaluate_command,
     plotted,
     score_results,
 )
 from training.common.export import INPUT_NAME, cpu_session
-from training.common.package import check_labels, letterboxed_package
-from training.detection.data import DetectionData, load_detection_data
+from training.common.http_eval import service_results
+from training.detection.data import DetectionData
+from training.detection.eval import coco_box, kept_detections, package_and_set
 from training.instances.model import OUTPUTS
 
 # uint8 [B, S, S, 3] -> (detections [B, K, 4 + C], coefficients [B, K, P], prototypes [B, P, h, w])
@@ -75,37 +73,24 @@ def instance_results(
         for j in range(len(dets)):
             i = start + j
             geo, entry = data.geometry[i], data.coco[i]
-            raw = np.ascontiguousarray(dets[j, :, :4], dtype=np.float32)
-            source = unletterbox(raw, geo.scale, geo.pad_x, geo.pad_y)
-            clipped, valid = clip_to_image(source, entry.width, entry.height, MIN_INSIDE_FRACTION)
-            kept = postprocess_detections(
-                clipped[valid],
-                np.ascontiguousarray(dets[j, valid, 4:], dtype=np.float32),
-                score_threshold=EVAL_SCORE_THRESHOLD,
-                iou_threshold=EVAL_IOU_THRESHOLD,
-                max_detections=EVAL_MAX_DETECTIONS,
-            )
+            clipped, valid, kept = kept_detections(dets[j], geo, entry)
             if len(kept.keep) == 0:
                 continue
             chosen = np.flatnonzero(valid)[kept.keep]
-            probs = prototype_masks(coefs[j, chosen], protos[j], raw[chosen] / stride)
+            raw = np.ascontiguousarray(dets[j, chosen, :4], dtype=np.float32)
+            probs = prototype_masks(coefs[j, chosen], protos[j], raw / stride)
             affine = Affine1D(
                 geo.scale / stride, geo.pad_x / stride, geo.scale / stride, geo.pad_y / stride
             )
             for m, (box, score, cls) in enumerate(
                 zip(clipped[chosen], kept.scores, kept.class_ids, strict=True)
             ):
-                x1, y1, x2, y2 = (float(v) for v in box)
-                common = {
-                    "image_id": entry.id,
-                    "category_id": category_ids[int(cls)],
-                    "score": float(score),
-                }
-                boxes_out.append(common | {"bbox": [x1, y1, x2 - x1, y2 - y1]})
+                boxes_out.append(coco_box(entry.id, category_ids[int(cls)], box, score))
                 crop, placement = paste_mask(
                     probs[m], box, affine, entry.width, entry.height, mask_threshold
                 )
                 rle = encode_rle(crop, placement, entry.width, entry.height)
+                common = {k: boxes_out[-1][k] for k in ("image_id", "category_id", "score")}
                 masks_out.append(common | {"segmentation": rle})
     return boxes_out, masks_out
 
@@ -131,38 +116,32 @@ def onnx_predictor(onnx_path: Path) -> Predict:
     return predict
 
 
-def evaluate_package(package_dir: Path, annotations: Path, limit: int | None, png: Path) -> dict:
+def evaluate_package(args: argparse.Namespace, png: Path) -> dict:
     """COCO bbox + segm mAP of an instance package's ONNX model on a COCO set (the service's
     mask functions); writes the mask PR PNG."""
-    package = letterboxed_package(package_dir, "instances", "instance segmentation")
+    package, data = package_and_set(args, "instances", "instance segmentation")
     if not isinstance(package.postprocess, InstancesPost):
-        raise SystemExit(f"{package_dir}: postprocess is not an instances configuration")
-    data = load_detection_data(annotations, package.input.height, limit)
-    check_labels(data.classes, package.labels)
-    predict = onnx_predictor(package_dir / package.file)
+        raise SystemExit(f"{args.package}: postprocess is not an instances configuration")
+    predict = onnx_predictor(args.package / package.file)
     report = evaluate_instances(data, predict, package.postprocess.mask_threshold)
     title = f"{package.name}: segm mAP {report.segm.map:.4f}"
     return report.as_json() | plotted(report.segm, data.classes, png, title)
 
 
-def evaluate_service(
-    url: str,
-    annotations: Path,
-    model: str | None,
-    limit: int | None,
-    concurrency: int,
-    png: Path,
-) -> dict:
+def evaluate_service(args: argparse.Namespace, png: Path) -> dict:
     """COCO bbox + segm mAP of a running service's ``POST /instances``: boxes and the returned
     RLE masks, in the original images' pixels, scored by pycocotools; writes the mask PR PNG."""
-    from training.common.http_eval import coco_results
-
-    ids, classes, boxes, masks = coco_results(
-        annotations, url, "/instances", model=model, limit=limit, concurrency=concurrency
-    )
+    ids, classes, boxes, masks = service_results(args, "/instances")
     report = InstanceReport(
-        score_results(annotations, ids, classes, boxes, "bbox"),
-        score_results(annotations, ids, classes, masks, "segm"),
+        score_results(args.annotations, ids, classes, boxes, "bbox"),
+        score_results(args.annotations, ids, classes, masks, "segm"),
     )
-    title = f"{url} {model or ''}: segm mAP {report.segm.map:.4f}"
-    return report.as_json() | {"url": url} | plotted(report.segm, classes, png, title)
+    title = f"{args.url} {args.model or ''}: segm mAP {report.segm.map:.4f}"
+    return report.as_json() | {"url": args.url} | plotted(report.segm, classes, png, title)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``evaluate-instances``."""
+    return coco_evaluate_command(
+        args, "evaluate-instances", "segm_precision_recall.png", evaluate_package, evaluate_service
+    )

@@ -11,26 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.package import Evaluation, InputSpec, InstancesPost
-from training.common.args import hyperparameters
+from service.pipeline.package import InstancesPost
 from training.common.coco import describe_set
 from training.common.coco_eval import plot_pr_curves
 from training.common.export import ParityError, onnx_torch_outputs, parity_images
-from training.common.letterbox import PAD_VALUE
-from training.common.package import (
-    export_stage,
-    holdout_split,
-    install,
-    provenance,
-    write_json,
-)
+from training.common.package import export_stage, letterboxed, provenance
 from training.detection.data import DetectionData
 from training.instances.eval import evaluate_instances, onnx_predictor
 from training.instances.model import OUTPUTS, PROTOTYPE_STRIDE, InstanceServingWrapper
 
 PARITY_ATOL = {"detections": 1e-2, "coefficients": 1e-3, "prototypes": 1e-2}
 PR_FILE = "precision_recall.png"
-METRICS_FILE = "metrics.json"
 
 
 def check_parity(wrapper: InstanceServingWrapper, onnx_path: Path, images: np.ndarray) -> dict:
@@ -53,12 +44,13 @@ def package(
     run_dir: Path,
     val_data: DetectionData,
     test_data: DetectionData,
-    val_box_metrics: dict[str, float],
+    val_box: dict[str, float],
 ) -> Path:
     """Export, parity, ONNX test evaluation and ``model_store/<name>/`` of a trained instance
-    segmenter (``val_box_metrics``: its validation box metrics in PyTorch)."""
+    segmenter (``val_box``: its validation box metrics in PyTorch)."""
     size = args.image_size
-    stage, onnx_path = export_stage(wrapper, run_dir, size, size, args.opset, OUTPUTS)
+    stage = export_stage(wrapper, args, summary, run_dir, size, OUTPUTS)
+    onnx_path = stage.onnx
     parity = check_parity(wrapper, onnx_path, parity_images(val_data.images, args.seed))
     print(f"parity OK: {parity['max_abs_diff']}")
     post = InstancesPost(prototype_stride=PROTOTYPE_STRIDE)
@@ -68,45 +60,32 @@ def package(
         f"bbox mAP {report.bbox.map:.4f} ({report.segm.samples} images)"
     )
     plot_pr_curves(
-        report.segm, test_data.classes, stage / PR_FILE, f"{args.name}: test mask PR @ .5"
+        report.segm, test_data.classes, stage.dir / PR_FILE, f"{args.name}: test mask PR @ .5"
     )
-    write_json(
-        stage / METRICS_FILE,
-        report.segm.as_json()
-        | {
-            "bbox": report.bbox.as_json(),
-            "dataset": f"coco:{args.test}",
-            "export_parity": parity,
-            "validation_torch_bbox": val_box_metrics,
-            "training": summary,
-            "hyperparameters": hyperparameters(args),
-        },
+    metrics = report.segm.as_json() | {
+        "bbox": report.bbox.as_json(),
+        "dataset": f"coco:{args.test}",
+        "export_parity": parity,
+        "validation_torch_bbox": val_box,
+    }
+    prototypes = summary["model_config"]["prototypes"]
+    description = (
+        f"FCOS-style detector with a YOLACT-style mask branch ({prototypes} prototypes at "
+        f"stride {PROTOTYPE_STRIDE}); input uint8 NHWC RGB letterboxed CENTRED; outputs "
+        "detections, coefficients, prototypes (no NMS)"
     )
-    config = summary["model_config"]
-    return install(
-        args,
-        stage,
+    return stage.install(
+        metrics,
         task="instances",
-        description="FCOS-style detector with a YOLACT-style mask branch "
-        f"({config['prototypes']} prototypes at stride {PROTOTYPE_STRIDE}); input uint8 NHWC "
-        "RGB letterboxed CENTRED; outputs detections, coefficients, prototypes (no NMS)",
-        input=InputSpec(width=size, height=size, resize="letterbox", pad_value=PAD_VALUE),
-        labels=list(test_data.classes),
+        description=description,
         postprocess=post,
-        evaluation=[
-            Evaluation(
-                dataset=f"coco:{args.test}",
-                split="test",
-                samples=report.segm.samples,
-                metrics=report.metrics,
-            ),
-            Evaluation(
-                dataset=f"coco:{args.train}",
-                split=holdout_split(args),
-                samples=len(val_data),
-                metrics={f"bbox_{k}": v for k, v in val_box_metrics.items()},
-            ),
-        ],
+        **letterboxed(
+            args,
+            test_data.size,
+            test_data.classes,
+            (f"coco:{args.test}", report.segm.samples, report.metrics),
+            (f"coco:{args.train}", len(val_data), {f"bbox_{k}": v for k, v in val_box.items()}),
+        ),
         provenance=provenance(
             summary,
             args.seed,

@@ -9,7 +9,7 @@ location. A candidate's mask is ``sigmoid(coefficients . prototypes)``, cropped 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -26,18 +26,12 @@ class InstanceSegmenter(Detector):
     """Returns ``(cls [N, K, C], deltas [N, K, 4], centerness [N, K], coefficients [N, K, P],
     prototypes [N, P, H / 4, W / 4])``."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        widths: Sequence[int] = (24, 48, 96, 144, 192),
-        depths: Sequence[int] = (1, 2, 2, 2),
-        fpn_width: int = 96,
-        head_convs: int = 3,
-        prototypes: int = 16,
-    ) -> None:
-        super().__init__(num_classes, widths, depths, fpn_width, head_convs)
+    def __init__(self, *shape: Any, prototypes: int = 16, **options: Any) -> None:
+        """The detector's arguments (``BackboneNet``), then ``prototypes`` mask prototypes."""
+        super().__init__(*shape, **options)
         self.config["prototypes"] = prototypes
-        self.proto_lateral = nn.Conv2d(widths[1], fpn_width, 1)
+        fpn_width = self.config["fpn_width"]
+        self.proto_lateral = nn.Conv2d(self.config["widths"][1], fpn_width, 1)
         self.protonet = nn.Sequential(
             conv_bn_relu(fpn_width, fpn_width),
             conv_bn_relu(fpn_width, fpn_width),

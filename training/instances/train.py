@@ -23,9 +23,8 @@ from training.instances.model import PROTOTYPE_STRIDE, InstanceSegmenter, Instan
 
 
 def instance_segmenter(args: argparse.Namespace, num_classes: int) -> InstanceSegmenter:
-    return InstanceSegmenter(
-        num_classes, args.widths, args.depths, args.fpn_width, args.head_convs, args.prototypes
-    )
+    shape = (args.widths, args.depths, args.fpn_width, args.head_convs)
+    return InstanceSegmenter(num_classes, *shape, prototypes=args.prototypes)
 
 
 def heads(

@@ -12,7 +12,7 @@ from training.common.args import (
     add_package_arg,
     add_url_args,
 )
-from training.common.resume import train_command
+from training.common.resume import add_train_and_evaluate
 
 
 def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -20,12 +20,8 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--test", type=Path, required=True, help="set directory (images + masks)")
     p.add_argument("--image-dir", default="images", help="image folder inside a set")
     p.add_argument("--mask-dir", default="semantic", help="label-PNG folder inside a set")
-    p.add_argument(
-        "--color-jitter",
-        type=float,
-        default=0.3,
-        help="brightness/contrast strength + channel shuffle + greyscale; 0 disables",
-    )
+    jitter = "brightness/contrast strength + channel shuffle + greyscale; 0 disables"
+    p.add_argument("--color-jitter", type=float, default=0.3, help=jitter)
     p.add_argument(
         "--init-backbone",
         type=Path,
@@ -41,36 +37,24 @@ def add_train_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return add_common_args(p, name="scenes-segmenter", image_size=320, head_convs=2)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from training.segmentation.train import main
-
-    return train_command(main, args, "train-segmenter", add_train_args)
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from training.segmentation.eval import evaluate_command
-
-    return evaluate_command(args)
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "train-segmenter",
-        help="train, evaluate (mIoU), export and package a semantic segmentation model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    add_train_args(p)
-    p.set_defaults(func=_train)
-
-    p = subparsers.add_parser(
-        "evaluate-segmenter",
-        help="mIoU of a segmentation package's ONNX model on a set, or of a running service's "
-        "POST /segment (--url)",
-    )
+def add_evaluate_args(p: argparse.ArgumentParser) -> None:
     add_package_arg(p, "model package directory (model.json)")
     add_url_args(p, "score a running service's POST /segment", "segmenter")
     p.add_argument("--data", type=Path, required=True, help="set directory (images + masks)")
     p.add_argument("--image-dir", default="images")
     p.add_argument("--mask-dir", default="semantic")
     add_output_args(p, "examples PNG path")
-    p.set_defaults(func=_evaluate)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    train = "train, evaluate (mIoU), export and package a semantic segmentation model"
+    evaluate = (
+        "mIoU of a segmentation package's ONNX model on a set, or of a running service's "
+        "POST /segment (--url)"
+    )
+    add_train_and_evaluate(
+        subparsers,
+        "training.segmentation",
+        ("train-segmenter", train, add_train_args),
+        ("evaluate-segmenter", evaluate, add_evaluate_args),
+    )

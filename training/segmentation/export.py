@@ -11,23 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from service.pipeline.package import Evaluation, InputSpec, SegmentationPost
-from training.common.args import hyperparameters
+from service.pipeline.package import SegmentationPost
 from training.common.export import ParityError, onnx_torch_batches, parity_images
 from training.common.letterbox import PAD_VALUE
-from training.common.package import (
-    export_stage,
-    holdout_split,
-    install,
-    provenance,
-    write_json,
-)
+from training.common.package import export_stage, letterboxed, provenance
 from training.segmentation.data import SegmentationData
 from training.segmentation.eval import evaluate, onnx_predictor, plot_examples
 from training.segmentation.model import OUTPUT_NAME, SegmentationServingWrapper
 
 EXAMPLES_FILE = "examples.png"
-METRICS_FILE = "metrics.json"
 MAX_PARITY_MISMATCH = 1e-3  # fraction of pixels whose argmax may differ (near-ties)
 
 
@@ -62,50 +54,46 @@ def package(
     """Export, parity, ONNX test evaluation (at each image's original size) and
     ``model_store/<name>/`` of a trained segmenter."""
     size = args.image_size
-    stage, onnx_path = export_stage(wrapper, run_dir, size, size, args.opset, OUTPUT_NAME)
+    stage = export_stage(wrapper, args, summary, run_dir, size, OUTPUT_NAME)
+    onnx_path = stage.onnx
     parity = check_parity(wrapper, onnx_path, parity_images(val.images, args.seed))
     print(f"parity OK: {parity['differing_fraction']:.2e} of {parity['pixels']} pixels differ")
     predict = onnx_predictor(onnx_path)
     report = evaluate(test, predict)
     print(f"ONNX test mIoU {report.miou:.4f}, pixel accuracy {report.pixel_accuracy:.4f}")
-    plot_examples(test, predict, stage / EXAMPLES_FILE, title=f"{args.name} {args.version}: test")
-    dataset = f"segmentation:{args.test}"
-    write_json(
-        stage / METRICS_FILE,
-        report.as_json()
-        | {
-            "dataset": dataset,
-            "letterbox": {"align": "center", "pad_value": PAD_VALUE, "mask_resample": "nearest"},
-            "export_parity": parity,
-            "validation_torch": val_metrics,
-            "training": summary,
-            "hyperparameters": hyperparameters(args),
-        },
+    plot_examples(
+        test, predict, stage.dir / EXAMPLES_FILE, title=f"{args.name} {args.version}: test"
     )
-    config = summary["model_config"]
-    return install(
-        args,
-        stage,
+    dataset = f"segmentation:{args.test}"
+    metrics = report.as_json() | {
+        "dataset": dataset,
+        "letterbox": {"align": "center", "pad_value": PAD_VALUE, "mask_resample": "nearest"},
+        "export_parity": parity,
+        "validation_torch": val_metrics,
+    }
+    return stage.install(
+        metrics,
         task="segmentation",
-        description="semantic FPN segmenter (ResNet basic-block backbone, widths "
+        description=describe(summary["model_config"]),
+        postprocess=SegmentationPost(output=OUTPUT_NAME),
+        **letterboxed(
+            args,
+            (size, size),
+            test.classes,
+            (dataset, report.samples, report.metrics),
+            (f"segmentation:{args.train}", len(val), val_metrics),
+            note="; model resolution",
+        ),
+        provenance=provenance(summary, args.seed, data_note(summary, args)),
+    )
+
+
+def describe(config: dict) -> str:
+    return (
+        "semantic FPN segmenter (ResNet basic-block backbone, widths "
         f"{','.join(map(str, config['widths']))}, FPN {config['fpn_width']} at stride 4); "
         "input uint8 NHWC RGB letterboxed CENTRED; output uint8 class ids [N, H, W] at the "
-        "input size (bilinear upsampling and argmax in the graph)",
-        input=InputSpec(width=size, height=size, resize="letterbox", pad_value=PAD_VALUE),
-        labels=list(test.classes),
-        postprocess=SegmentationPost(output=OUTPUT_NAME),
-        evaluation=[
-            Evaluation(
-                dataset=dataset, split="test", samples=report.samples, metrics=report.metrics
-            ),
-            Evaluation(
-                dataset=f"segmentation:{args.train}",
-                split=holdout_split(args, "; model resolution"),
-                samples=len(val),
-                metrics=val_metrics,
-            ),
-        ],
-        provenance=provenance(summary, args.seed, data_note(summary, args)),
+        "input size (bilinear upsampling and argmax in the graph)"
     )
 
 

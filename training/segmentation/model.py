@@ -10,37 +10,19 @@ crops and resizes (``service.pipeline.package.SegmentationPost``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.common.layers import UInt8Input, backbone, conv_bn_relu, init_weights
+from training.common.layers import BackboneNet, UInt8Input, conv_bn_relu, init_weights
 
 OUTPUT_NAME = "labels"  # the exported graph's output: SegmentationServingWrapper's
 
 
-class Segmenter(nn.Module):
+class Segmenter(BackboneNet):
     """uint8-free core: normalised ``[N, 3, H, W]`` -> logits ``[N, C, H / 4, W / 4]``."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        widths: Sequence[int] = (24, 48, 96, 144, 192),
-        depths: Sequence[int] = (1, 2, 2, 2),
-        fpn_width: int = 96,
-        head_convs: int = 2,
-    ) -> None:
-        super().__init__()
-        self.config = {
-            "num_classes": num_classes,
-            "widths": list(widths),
-            "depths": list(depths),
-            "fpn_width": fpn_width,
-            "head_convs": head_convs,
-        }
-        self.stem, self.stages = backbone(widths, depths)
+    def build(self, num_classes: int, widths: list[int], fpn_width: int, head_convs: int) -> None:
         self.lateral = nn.ModuleList(nn.Conv2d(c, fpn_width, 1) for c in widths[1:])
         self.head = nn.Sequential(
             *(conv_bn_relu(fpn_width, fpn_width) for _ in range(head_convs)),

@@ -11,6 +11,11 @@ import argparse
 import json
 from pathlib import Path
 
+from training.common.args import add_command
+
+SIZE_HELP = "N (square), WxH, or MIN-MAX (each side)"
+WORKERS_HELP = "processes rendering scenes (same output)"
+
 
 def _int_range(text: str) -> tuple[int, int]:
     """``"3"`` -> (3, 3); ``"1-6"`` -> (1, 6)."""
@@ -69,52 +74,41 @@ def _data_faces(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_scenes_args(p: argparse.ArgumentParser) -> None:
+def add_scenes_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--num-images", type=int, default=1000)
-    p.add_argument(
-        "--size", type=_size, default="320", help="N (square), WxH, or MIN-MAX (each side)"
-    )
+    p.add_argument("--size", type=_size, default="320", help=SIZE_HELP)
     p.add_argument("--objects", type=_int_range, default="1-6", help="instances per image")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-visible", type=float, default=0.4, help="drop below this visibility")
     p.add_argument("--overwrite", action="store_true", help="replace an existing set in --out")
-    p.add_argument(
-        "--workers", type=int, default=1, help="processes rendering scenes (same output)"
-    )
-    p.set_defaults(func=_scenes)
+    p.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
+    return p
 
 
-def add_scene_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``data-scenes`` and ``data scenes`` (the same command)."""
-    p = subparsers.add_parser(
-        "data-scenes",
-        help="generate seeded synthetic detection/segmentation scenes (COCO JSON + label PNGs)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_scenes_args(p)
-    data = subparsers.add_parser("data", help="data set generators (data scenes = data-scenes)")
-    p = data.add_subparsers(dest="generator", required=True).add_parser(
-        "scenes",
-        help="the same as data-scenes",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    _add_scenes_args(p)
-
-
-def add_face_commands(subparsers: argparse._SubParsersAction) -> None:
-    """``data-faces``."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = subparsers.add_parser(
-        "data-faces",
-        help="write seeded synthetic face identities (LFW layout + landmarks.json)",
-        formatter_class=fmt,
-    )
+def add_faces_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--identities", type=int, default=100)
     p.add_argument("--images-per-identity", type=int, default=10)
     p.add_argument("--seed", type=int, default=0, help="identities differ between seeds")
     p.add_argument("--size", type=int, default=112, help="image side in pixels")
     p.add_argument("--workers", type=int, default=1, help="processes (same output)")
-    p.set_defaults(func=_data_faces)
+    return p
+
+
+def add_scene_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``data-scenes`` and ``data scenes`` (the same command)."""
+    help = "generate seeded synthetic detection/segmentation scenes (COCO JSON + label PNGs)"
+    add_command(subparsers, "data-scenes", help, _scenes, add_scenes_args, defaults=True)
+    data = subparsers.add_parser("data", help="data set generators (data scenes = data-scenes)")
+    generators = data.add_subparsers(dest="generator", required=True)
+    add_command(
+        generators, "scenes", "the same as data-scenes", _scenes, add_scenes_args, defaults=True
+    )
+
+
+def add_face_commands(subparsers: argparse._SubParsersAction) -> None:
+    """``data-faces``."""
+    help = "write seeded synthetic face identities (LFW layout + landmarks.json)"
+    add_command(subparsers, "data-faces", help, _data_faces, add_faces_args, defaults=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.common.args import command_line
+from training.common.args import add_command, command_line
 from training.faces.detector import NAME
 
 DEFAULT_OUT = Path("model_store") / NAME
 DEFAULT_CANVAS = (576, 576)
+CANVAS_HELP = "proposal canvas WxH"
 
 
 def parse_canvas(text: str) -> tuple[int, int]:
@@ -33,16 +34,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="package directory")
+    p.add_argument("--canvas", type=parse_canvas, default=DEFAULT_CANVAS, help=CANVAS_HELP)
+    p.add_argument("--opset", type=int, default=17)
+    return p
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register `export-face-detector`."""
-    p = subparsers.add_parser(
-        "export-face-detector",
-        help="package the MTCNN face detector (facenet-pytorch 2.6.0 weights) as ONNX graphs",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="package directory")
-    p.add_argument(
-        "--canvas", type=parse_canvas, default=DEFAULT_CANVAS, help="proposal canvas WxH"
-    )
-    p.add_argument("--opset", type=int, default=17)
-    p.set_defaults(func=_run)
+    help = "package the MTCNN face detector (facenet-pytorch 2.6.0 weights) as ONNX graphs"
+    add_command(subparsers, "export-face-detector", help, _run, add_export_args, defaults=True)

@@ -1,6 +1,7 @@
-"""The ``--resume`` tests' instruments: interrupt a training run during its second epoch, resume
-it, and compare it with the same run left uninterrupted (same weights, same metrics.jsonl rows
-but for the times)."""
+"""The training tests' instruments: a tiny train-detector / -segmenter / -instances command
+(``scene_argv``), and for ``--resume``: interrupt a run during its second epoch, resume it, and
+compare it with the same run left uninterrupted (same weights, same metrics.jsonl rows but for
+the times)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ from pathlib import Path
 import pytest
 
 TIMES = ("epoch_time_s", "train_time_s", "images_per_s", "elapsed_s")
+
+
+def scene_argv(
+    command: str, data: Path, tmp: Path, run: str, name: str, *options: str
+) -> list[str]:
+    """``command`` for 2 epochs of at most 2 steps of a narrow network on ``data`` (train and
+    test), run directory ``tmp / run``, package ``tmp / store / name``; ``options`` add to it."""
+    return [
+        command, f"--train={data}", f"--test={data}", *options, "--epochs=2", "--max-steps=2",
+        "--val-fraction=0.25", "--widths=16,16,16,32,32", "--fpn-width=16",
+        f"--output-dir={tmp / 'store'}", f"--run-dir={tmp / run}", f"--name={name}",
+    ]  # fmt: skip
 
 
 def rows(run_dir: Path) -> list[dict]:
