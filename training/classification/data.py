@@ -1,4 +1,5 @@
-"""Data sets as in-memory uint8 tensors.
+"""The classifier's data sets as in-memory uint8 tensors: ``get_dataset`` (a split),
+``load_splits`` (train, validation, test of a run's options), ``batches``.
 
 Every data set is loaded once into an ``ImageData``: ``images`` is a uint8 tensor ``[N, H, W, C]``
 (C = 1 for greyscale, 3 for RGB) already at the model's input size, ``labels`` an int64 ``[N]``.

@@ -1,7 +1,8 @@
 """Layers the trainers share: the ResNet basic block and Kaiming initialisation (classifier,
-detector, segmenter, instance segmenter), the conv-BN-ReLU unit and the detector's backbone
-(detector, instance segmenter, segmenter), and ``UInt8Input``, the base of the serving wrappers
-that take uint8 NHWC RGB and normalise inside the exported graph."""
+detector, segmenter, instance segmenter), the conv-BN-ReLU unit, the detector's backbone and
+``BackboneNet``, the base of the networks built on it (detector, instance segmenter,
+segmenter), and ``UInt8Input``, the base of the serving wrappers that take uint8 NHWC RGB and
+normalise inside the exported graph."""
 
 from __future__ import annotations
 

@@ -1,17 +1,19 @@
 """The one training loop: ``Run``, used by every trainer (``train-classifier``,
 ``train-detector``, ``train-segmenter``, ``train-instances``, ``train-face-embedder``).
 
-A trainer seeds (``seed_everything``), builds its data and model, then a ``Run``: the optimiser
-(``build_optimizer``: SGD with Nesterov momentum or AdamW, no weight decay on biases and norms)
-and the LR schedule (``Schedule``: linear warm-up, then cosine). ``Run.fit`` runs the epochs:
-the trainer's ``train_one_epoch`` (which steps through ``Run.bar``, a progress bar, and
-``Run.step``), its ``evaluate`` every ``eval_every`` epochs and at the last, one row per
-validated epoch in ``metrics.jsonl`` and a progress line (``training.common.log``), the best
-epoch kept by one validation metric (higher is better), early stopping after ``patience``
-epochs without improvement, ``last.pt`` after every epoch and ``best.pt`` at the best
-(``training.common.checkpoint``), ``summary.json`` (written at the start, completed at the
-end) and the training curve; the best epoch's weights are back in the model at the end. Given
-a checkpoint (``--resume``), it continues from there, appending to ``metrics.jsonl``.
+A trainer seeds (``training.common.device.seed_everything``), builds its data and model, then a
+``Run`` with its optimiser (``training.common.optim.build_optimizer``: SGD with Nesterov
+momentum or AdamW, no weight decay on biases and norms) and ``Schedule`` (linear warm-up, then
+cosine; how many epochs and steps, when to validate, when to stop). ``Run.fit`` runs the
+epochs: the trainer's ``train_one_epoch`` (which iterates ``Run.bar``, the epoch's progress
+bar, and steps with ``Run.step``), its ``evaluate`` every ``eval_every`` epochs and at the last,
+one row per validated epoch in ``metrics.jsonl`` and a progress line (``training.common.log``:
+each trainer's ``Log``), the best epoch kept by one validation metric (higher is better), early
+stopping after ``patience`` epochs without improvement, ``last.pt`` after every epoch and
+``best.pt`` at the best (``training.common.checkpoint``), ``summary.json`` (written at the
+start, completed at the end) and the training curve; the best epoch's weights are back in the
+model at the end. Given a checkpoint (``--resume``: ``training.common.resume``), it continues
+after the checkpoint's epoch, appending to ``metrics.jsonl``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ A location is positive for a ground-truth box when it lies inside the box, withi
 ``radius * stride`` of the box centre (centre sampling), and the box's largest distance to it
 falls in the level's range ``(4 s / 2, 4 s]`` (the first level starts at 0, the last is open).
 Ties go to the smallest box.
+
+With an instance segmenter's outputs (``MaskInputs``) the YOLACT mask loss joins them
+(``mask_loss``, on ``mask_logits`` cropped by ``box_mask``).
 """
 
 from __future__ import annotations

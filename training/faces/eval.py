@@ -1,4 +1,5 @@
-"""Face embedder evaluation on identities never seen in training.
+"""Face embedder evaluation on identities never seen in training; ``evaluate-face-embedder``
+(``evaluate_package``: a package's ONNX model, ``onnx_embedder``, on identity folders).
 
 Verification: every genuine (same identity) and impostor pair of the set, cosine similarity ->
 ROC (FAR vs TAR), TAR at FAR 1e-2 and 1e-3, EER. Identification: the first image of every
