@@ -104,7 +104,7 @@ export-detector: $(VENV)/.all data-scenes
 	$(VENV)/bin/vision export-detector --run-dir runs/scenes-detector
 
 # The bundled face detector (model_store/faces-detector): MTCNN weights from the facenet-pytorch
-# wheel (MIT) in our own networks (training/mtcnn.py), exported to ONNX with a parity check and
+# wheel (MIT) in our own networks (training/faces/detector/model.py), exported to ONNX with a parity check and
 # measured on the sample photos. --no-deps: the wheel pins old torch/numpy; it is only read.
 .PHONY: export-face-detector
 export-face-detector: $(VENV)/.all

@@ -11,7 +11,7 @@
    docs/BENCHMARKS.md and plots docs/bench_classify.png or docs/bench_detect.png.
 
 Per-task defaults (TASK_DEFAULTS): the classifier gets a real JPEG photo and a 28x28
-Fashion-MNIST PNG; the detector a generated test scene (training.scenes) and smaller raw
+Fashion-MNIST PNG; the detector a generated test scene (training.synth.scenes) and smaller raw
 batches (a 320x320 batch of 128 takes seconds on a CPU).
 
 Torch-free for the classifier: runs from the serving install plus aiohttp (BentoML's) and, for

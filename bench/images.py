@@ -67,11 +67,11 @@ def fashion_png() -> SampleImage:
 
 
 def scene_jpeg() -> SampleImage:
-    """A generated detection scene (training.scenes: Fashion-MNIST items pasted on a held-out
+    """A generated detection scene (training.synth.scenes: Fashion-MNIST items pasted on a held-out
     photo, blurred and JPEG-encoded exactly as `vision data-scenes` writes it). Needs the
     train/dev extras (scikit-image, scipy, the Fashion-MNIST files); the `jpeg` photo without."""
     try:
-        from training.scenes import (
+        from training.synth.scenes import (
             BACKGROUNDS,
             SceneConfig,
             degrade,
@@ -93,7 +93,7 @@ def scene_jpeg() -> SampleImage:
         return photo._replace(description=f"NOT a scene ({reason}); {photo.description}")
     h, w = scene.image.shape[:2]
     desc = (
-        f"generated test scene {SCENE_INDEX} (training.scenes, seed {SCENE_SEED}, "
+        f"generated test scene {SCENE_INDEX} (training.synth.scenes, seed {SCENE_SEED}, "
         f"{len(scene.labels)} objects on {scene.background}) {w}x{h} JPEG, "
         f"{len(data) / 1024:.1f} KiB"
     )

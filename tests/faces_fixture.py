@@ -51,7 +51,7 @@ def jpeg(name: str, quality: int = 92, flip: bool = False, rotate: float = 0.0) 
 @cache
 def identity(index: int, count: int = 4) -> list[bytes]:
     """JPEG images of one synthetic test identity (a seed never used for training)."""
-    from training.face_synth import identity_images
+    from training.synth.face_synth import identity_images
 
     return [data for data, _ in identity_images(9_001, index, count, 160)]
 

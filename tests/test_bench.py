@@ -189,13 +189,13 @@ def test_scene_request_image_is_a_generated_detection_scene() -> None:
 
 
 def test_scene_image_falls_back_to_the_photo_and_says_so(monkeypatch) -> None:
-    import training.scenes
+    import training.synth.scenes
     from bench.images import scene_jpeg
 
     def missing(split: str) -> None:
         raise OSError("no Fashion-MNIST here")
 
-    monkeypatch.setattr(training.scenes, "load_items", missing)
+    monkeypatch.setattr(training.synth.scenes, "load_items", missing)
     fallback = scene_jpeg()
     assert fallback.content_type == "image/jpeg"
     assert fallback.description.startswith("NOT a scene (OSError: no Fashion-MNIST here)")

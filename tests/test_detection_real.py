@@ -6,7 +6,7 @@ generated test-split scenes (backgrounds and Fashion-MNIST items never seen in t
 answers on real photos, per-request NMS parameters, geometry (EXIF rotation, resizing, padding)
 and the annotated image, plus the `evaluate-detector --url` CLI.
 
-The scenes are seeded (training/scenes.py: byte-identical for the same seed and options) and
+The scenes are seeded (training/synth/scenes.py: byte-identical for the same seed and options) and
 CPU inference is deterministic, so the fixed scenes and tolerances below come from measured runs.
 """
 
@@ -46,7 +46,7 @@ LANDSCAPE = "000039.jpg"  # 457x363, 6 objects
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fresh scene set's annotation file (images under images/)."""
-    from training.scenes import SceneConfig, generate
+    from training.synth.scenes import SceneConfig, generate
 
     out = tmp_path_factory.mktemp("scenes-real")
     config = SceneConfig(split="test", num_images=NUM_IMAGES, seed=SEED, height=SIDES, width=SIDES)
@@ -132,8 +132,8 @@ def max_box_error(expected: list[dict], got: list[dict], transform=lambda box: b
 
 
 def test_map_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> None:
-    from training.det_eval import score_results
-    from training.http_eval import coco_results
+    from training.common.coco_eval import score_results
+    from training.common.http_eval import coco_results
 
     image_ids, classes, results, _ = coco_results(scenes, server.url, "/detect", concurrency=4)
     assert len(image_ids) == NUM_IMAGES

@@ -4,6 +4,7 @@ through training, ONNX export, parity, COCO evaluation and packaging."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,11 @@ pytest.importorskip("pycocotools")
 
 from service.ops.boxes import unletterbox  # noqa: E402
 from service.pipeline.package import DetectionPost, ModelPackage  # noqa: E402
-from training.det_data import PAD_VALUE, augment_batch, letterbox  # noqa: E402
-from training.det_loss import assign, assign_batch, pad_targets  # noqa: E402
-from training.det_model import decode_boxes, encode_boxes, level_points  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
+from training.common.letterbox import PAD_VALUE, letterbox  # noqa: E402
+from training.detection.data import augment_batch  # noqa: E402
+from training.detection.loss import assign, assign_batch, pad_targets  # noqa: E402
+from training.detection.model import decode_boxes, encode_boxes, level_points  # noqa: E402
 
 
 def test_box_encoding_round_trip_on_literal_arrays() -> None:
@@ -112,31 +115,16 @@ def test_letterbox_is_centred_and_inverted_by_the_service() -> None:
 
 def test_train_export_package_smoke(tmp_path) -> None:
     from training.cli import main
-    from training.export import cpu_session
-    from training.scenes import SceneConfig, generate
+    from training.common.export import cpu_session
+    from training.synth.scenes import SceneConfig, generate
 
     generate(
         tmp_path / "scenes",
         SceneConfig(num_images=16, seed=3, height=(128, 128), width=(96, 128), objects=(1, 3)),
     )
     ann = tmp_path / "scenes" / "annotations.json"
-    rc = main(
-        [
-            "train-detector",
-            f"--train={ann}",
-            f"--test={ann}",
-            "--image-size=128",
-            "--epochs=2",
-            "--max-steps=2",
-            "--batch-size=6",
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-det",
-        ]
-    )
+    options = ("--image-size=128", "--batch-size=6")
+    rc = main(scene_argv("train-detector", ann, tmp_path, "run", "smoke-det", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-det"
     package = ModelPackage.load(pkg_dir)
@@ -179,9 +167,9 @@ def test_train_export_package_smoke(tmp_path) -> None:
 
 
 def test_parity_check_raises_on_disagreement(tmp_path) -> None:
-    from training.det_export import check_detection_parity, export_detector
-    from training.det_model import DetectionServingWrapper, Detector
-    from training.export import ParityError
+    from training.common.export import ParityError
+    from training.detection.export import check_detection_parity, export_detector
+    from training.detection.model import DetectionServingWrapper, Detector
 
     torch.manual_seed(0)
     model = Detector(2, (16, 16, 16, 16, 16), (1, 1, 1, 1), 16, 1)
@@ -194,3 +182,31 @@ def test_parity_check_raises_on_disagreement(tmp_path) -> None:
         wrapper.model.cls_out.bias.add_(1.0)  # the torch model no longer matches the file
     with pytest.raises(ParityError):
         check_detection_parity(wrapper, path, images)
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed during epoch 2 and resumed with ``--resume runs/<name>`` alone: the weights and
+    metrics.jsonl rows of the run left alone (augmentation draws from the run's generator)."""
+    from tests.train_fixture import assert_refused, assert_same_run, interrupted_and_resumed
+    from training.cli import main
+    from training.synth.scenes import SceneConfig, generate
+
+    generate(
+        tmp_path / "scenes",
+        SceneConfig(num_images=12, seed=4, height=(96, 128), width=(96, 128), objects=(1, 3)),
+    )
+    ann = tmp_path / "scenes" / "annotations.json"
+
+    def argv(run: str) -> list[str]:
+        options = ("--image-size=96", "--batch-size=4")
+        return scene_argv("train-detector", ann, tmp_path / run, "run", "resume-det", *options)
+
+    assert main(argv("whole")) == 0
+    run = tmp_path / "resumed" / "run"
+    interrupted_and_resumed(main, argv("resumed"), run, monkeypatch)
+    assert_same_run(tmp_path / "whole" / "run", run)
+    refused = ["train-detector", "--resume", str(run), "--lr=0.1", "--threads=1"]
+    assert "--lr" in assert_refused(main, refused, capsys)
+    assert "last.pt" in assert_refused(main, ["train-detector", "--resume", str(tmp_path)], capsys)

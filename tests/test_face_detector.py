@@ -25,7 +25,7 @@ from service.tasks.face_detection import FaceDetectionModel
 from service.tasks.results import Faces
 from tests.conftest import MODEL_STORE, encode
 from tests.samples import with_orientation
-from training.mtcnn_eval import LocalInfer, detect, local_model
+from training.faces.detector.eval import LocalInfer, detect, local_model
 
 PACKAGE = MODEL_STORE / "faces-detector"
 pytestmark = pytest.mark.skipif(

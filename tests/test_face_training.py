@@ -15,14 +15,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from service.pipeline.package import FaceEmbeddingPost, ModelPackage  # noqa: E402
-from training.face_data import (  # noqa: E402
+from training.faces.data import (  # noqa: E402
     augment,
     load_folder,
     pk_batches,
     split_identities,
     template,
 )
-from training.face_eval import (  # noqa: E402
+from training.faces.eval import (  # noqa: E402
     equal_error_rate,
     pair_scores,
     rank1,
@@ -31,8 +31,8 @@ from training.face_eval import (  # noqa: E402
     threshold_at_far,
     verification_report,
 )
-from training.face_loss import ArcFaceHead, TripletLoss, semihard_negatives  # noqa: E402
-from training.face_synth import identity_images, write_dataset  # noqa: E402
+from training.faces.loss import ArcFaceHead, TripletLoss, semihard_negatives  # noqa: E402
+from training.synth.face_synth import identity_images, write_dataset  # noqa: E402
 
 # ---- synthetic identities ----------------------------------------------------------------------
 
@@ -83,7 +83,7 @@ def test_identity_splits_are_disjoint_and_cover_everything() -> None:
 def test_train_validation_test_identities_are_disjoint(tmp_path: Path) -> None:
     from argparse import Namespace
 
-    from training.faces import get_dataset
+    from training.faces.train import get_dataset
 
     write_dataset(tmp_path / "a", identities=10, images_per_identity=2, seed=0, size=64)
     write_dataset(tmp_path / "b", identities=3, images_per_identity=2, seed=1, size=64)
@@ -209,9 +209,9 @@ def test_threshold_roc_eer_and_rank1_on_literal_scores() -> None:
 
 def test_tiny_training_exports_a_valid_package(tmp_path: Path) -> None:
     from training.cli import main
-    from training.export import ParityError, cpu_session
-    from training.face_export import check_embedding_parity
-    from training.face_model import EmbedderServingWrapper, FaceEmbedder
+    from training.common.export import ParityError, cpu_session
+    from training.faces.export import check_embedding_parity
+    from training.faces.model import EmbedderServingWrapper, FaceEmbedder
 
     write_dataset(tmp_path / "train", identities=12, images_per_identity=4, seed=0, size=64)
     write_dataset(tmp_path / "test", identities=4, images_per_identity=3, seed=1, size=64)
@@ -252,8 +252,8 @@ def test_data_landmarks_finds_the_generator_s_landmarks(tmp_path: Path) -> None:
     from skimage import data as skdata
 
     from bench.serverproc import MODEL_STORE
-    from training.face_landmarks import write_landmarks
-    from training.face_synth import identity_images
+    from training.faces.landmarks import write_landmarks
+    from training.synth.face_synth import identity_images
 
     truth = {}
     for person in range(3):
@@ -269,3 +269,37 @@ def test_data_landmarks_finds_the_generator_s_landmarks(tmp_path: Path) -> None:
     assert "p0/cup.png" not in marks and len(marks) >= 6
     errors = [np.abs(np.array(marks[rel]) - truth[rel]).max() for rel in marks]
     assert max(errors) < 8.0, errors  # pixels, on 160 px images with ~60 px faces
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ArcFace (a loss with weights: they are checkpointed too), dropout and augmentation:
+    killed during epoch 2 and resumed, the run ends where the run left alone does."""
+    import torch
+
+    from tests.train_fixture import assert_same_run, interrupted_and_resumed
+    from training.cli import main
+
+    write_dataset(tmp_path / "train", identities=8, images_per_identity=3, seed=0, size=64)
+    write_dataset(tmp_path / "test", identities=3, images_per_identity=3, seed=1, size=64)
+
+    def argv(run: str) -> list[str]:
+        return [
+            "train-face-embedder", "--data", str(tmp_path / "train"), "--test",
+            str(tmp_path / "test"), "--loss", "arcface", "--epochs", "2",
+            "--steps-per-epoch", "2", "--batch", "4,2", "--image-size", "32", "--dim", "8",
+            "--widths", "8,8,8,8", "--depths", "1,1,1", "--val-fraction", "0.25",
+            "--threads", "1", "--out", str(tmp_path / run / "store" / "faces"),
+            "--run-dir", str(tmp_path / run),
+        ]  # fmt: skip
+
+    assert main(argv("whole")) == 0
+    interrupted_and_resumed(main, argv("resumed"), tmp_path / "resumed", monkeypatch)
+    assert_same_run(tmp_path / "whole", tmp_path / "resumed")
+    whole, resumed = (
+        torch.load(tmp_path / r / "last.pt", weights_only=True)["modules"]
+        for r in ("whole", "resumed")
+    )
+    weight = "head.weight"
+    assert torch.equal(whole["criterion"][weight], resumed["criterion"][weight])

@@ -111,7 +111,7 @@ CASES = (
 @cache
 def images() -> dict[str, bytes]:
     """The request images: photos from installed packages and seeded generated scenes."""
-    from training.scenes import (
+    from training.synth.scenes import (
         BACKGROUNDS,
         SceneConfig,
         degrade,

@@ -14,14 +14,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("pycocotools")
 
 from service.pipeline.package import InstancesPost, ModelPackage  # noqa: E402
-from training.det_data import MASK_STRIDE, augment_batch, load_detection_data  # noqa: E402
-from training.det_loss import MaskInputs, assign_batch, detection_loss, pad_targets  # noqa: E402
-from training.inst_model import InstanceSegmenter, InstanceServingWrapper  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
+from training.detection.data import MASK_STRIDE, augment_batch, load_detection_data  # noqa: E402
+from training.detection.loss import MaskInputs, assign_batch, detection_loss, pad_targets  # noqa: E402
+from training.instances.model import InstanceSegmenter, InstanceServingWrapper  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.scenes import SceneConfig, generate
+    from training.synth.scenes import SceneConfig, generate
 
     out = tmp_path_factory.mktemp("inst-scenes")
     generate(out, SceneConfig(num_images=8, seed=5, height=(96, 160), width=(128, 128)))
@@ -61,7 +62,7 @@ def test_masks_follow_their_boxes_through_letterbox_and_augmentation(scenes: Pat
 
 
 def test_target_index_points_at_the_matched_box() -> None:
-    from training.det_model import level_points
+    from training.detection.model import level_points
 
     pts = level_points(96, 96)
     boxes = [torch.tensor([[0.0, 0.0, 40.0, 40.0], [30.0, 30.0, 90.0, 80.0]]), torch.zeros(0, 4)]
@@ -100,26 +101,10 @@ def test_train_export_package_smoke(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from training.cli import main
-    from training.export import cpu_session
+    from training.common.export import cpu_session
 
-    rc = main(
-        [
-            "train-instances",
-            f"--train={scenes}",
-            f"--test={scenes}",
-            "--image-size=96",
-            "--epochs=2",
-            "--max-steps=2",
-            "--batch-size=4",
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            "--prototypes=4",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-inst",
-        ]
-    )
+    options = ("--image-size=96", "--batch-size=4", "--prototypes=4")
+    rc = main(scene_argv("train-instances", scenes, tmp_path, "run", "smoke-inst", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-inst"
     package = ModelPackage.load(pkg_dir)

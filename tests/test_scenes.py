@@ -1,4 +1,5 @@
-"""The seeded scene generator (training.scenes) and the COCO reader/writer (training.coco)."""
+"""The seeded scene generator (training.synth.scenes) and the COCO reader/writer
+(training.common.coco)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("torch")  # training.data (Fashion-MNIST reader) imports torch
+pytest.importorskip("torch")  # training.classification.data (Fashion-MNIST reader) imports torch
 pytest.importorskip("skimage")
 pytest.importorskip("sklearn")
 mask_utils = pytest.importorskip("pycocotools.mask")
 from pycocotools.coco import COCO  # noqa: E402
 
-from training.coco import (  # noqa: E402
+from training.classification.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR  # noqa: E402
+from training.common.coco import (  # noqa: E402
     decode_segmentation,
     encode_mask,
     load_coco,
     mask_bbox,
 )
-from training.data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR  # noqa: E402
-from training.scenes import (  # noqa: E402
+from training.synth.scenes import (  # noqa: E402
     TEST_BACKGROUNDS,
     TRAIN_BACKGROUNDS,
     SceneConfig,
     generate,
     load_background,
 )
-from training.scenes_compose import Item, Layers  # noqa: E402
+from training.synth.scenes_compose import Item, Layers  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(), reason="no Fashion-MNIST"

@@ -48,7 +48,7 @@ SCENE = "000009.jpg"
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fresh set's directory: images/, semantic/ label PNGs and annotations.json."""
-    from training.scenes import SceneConfig, generate
+    from training.synth.scenes import SceneConfig, generate
 
     out = tmp_path_factory.mktemp("seg-real")
     config = SceneConfig(split="test", num_images=NUM_IMAGES, seed=SEED, height=SIDES, width=SIDES)
@@ -154,7 +154,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_miou_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> None:
-    from training.http_eval import segmentation_report
+    from training.segmentation.eval import segmentation_report
 
     report = segmentation_report(scenes, server.url, concurrency=4)
     assert report.samples == NUM_IMAGES
@@ -164,8 +164,8 @@ def test_miou_over_http_on_fresh_test_scenes(server: Server, scenes: Path) -> No
 
 
 def test_segm_map_over_http_from_the_returned_rle(server: Server, scenes: Path) -> None:
-    from training.det_eval import score_results
-    from training.http_eval import coco_results
+    from training.common.coco_eval import score_results
+    from training.common.http_eval import coco_results
 
     annotations = scenes / "annotations.json"
     ids, classes, boxes, masks = coco_results(annotations, server.url, "/instances", concurrency=4)
@@ -179,7 +179,7 @@ def test_segm_map_over_http_from_the_returned_rle(server: Server, scenes: Path) 
 def test_instance_masks_cover_the_ground_truth_objects(client, scenes, models) -> None:
     """Every object of the scene has a same-label instance whose mask, decoded with
     pycocotools, matches its ground-truth mask (IoU >= 0.75)."""
-    from training.coco import decode_segmentation
+    from training.common.coco import decode_segmentation
 
     coco = json.loads((scenes / "annotations.json").read_text())
     (image,) = [im for im in coco["images"] if im["file_name"] == SCENE]
@@ -205,7 +205,7 @@ def test_instance_masks_cover_the_ground_truth_objects(client, scenes, models) -
 
 
 def test_segment_label_map_matches_the_ground_truth_on_a_scene(client, scenes) -> None:
-    from training.seg_data import read_mask
+    from training.segmentation.data import read_mask
 
     truth = read_mask(scenes / "semantic" / SCENE.replace(".jpg", ".png"))
     body = segment(client, (scenes / "images" / SCENE).read_bytes())

@@ -15,9 +15,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from service.pipeline.package import ModelPackage, SegmentationPost  # noqa: E402
-from training.det_data import letterbox  # noqa: E402
-from training.seg_data import IGNORE, load_segmentation_data  # noqa: E402
-from training.seg_eval import confusion, report_from, to_original  # noqa: E402
+from tests.train_fixture import scene_argv  # noqa: E402
+from training.common.letterbox import letterbox  # noqa: E402
+from training.segmentation.data import IGNORE, load_segmentation_data  # noqa: E402
+from training.segmentation.eval import confusion, report_from, to_original  # noqa: E402
 
 
 def test_metrics_on_literal_arrays() -> None:
@@ -70,7 +71,7 @@ def test_voc_style_set_with_labels_txt_and_palette_masks(tmp_path: Path) -> None
 
 
 def test_photometric_augmentation_is_seeded_and_keeps_shape() -> None:
-    from training.segmentation import photometric
+    from training.segmentation.train import photometric
 
     images = torch.randint(0, 256, (6, 16, 16, 3), dtype=torch.uint8)
     a = photometric(images, 0.3, torch.Generator().manual_seed(1))
@@ -81,8 +82,8 @@ def test_photometric_augmentation_is_seeded_and_keeps_shape() -> None:
 
 
 def test_backbone_transfers_from_a_detector_and_refuses_another_shape() -> None:
-    from training.det_model import Detector
-    from training.seg_model import Segmenter, load_backbone
+    from training.detection.model import Detector
+    from training.segmentation.model import Segmenter, load_backbone
 
     torch.manual_seed(0)
     detector = Detector(10, (16, 16, 32, 32, 48), (1, 1, 1, 1), fpn_width=16)
@@ -102,29 +103,16 @@ def test_backbone_transfers_from_a_detector_and_refuses_another_shape() -> None:
 
 def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from training.cli import main
-    from training.export import cpu_session
-    from training.scenes import SceneConfig, generate
+    from training.common.export import cpu_session
+    from training.synth.scenes import SceneConfig, generate
 
     generate(
         tmp_path / "scenes",
         SceneConfig(num_images=12, seed=3, height=(96, 128), width=(128, 128), objects=(1, 3)),
     )
     root = tmp_path / "scenes"
-    args = ["--image-size=96", "--epochs=2", "--max-steps=2", "--batch-size=6"]
-    rc = main(
-        [
-            "train-segmenter",
-            f"--train={root}",
-            f"--test={root}",
-            *args,
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run'}",
-            "--name=smoke-seg",
-        ]
-    )
+    options = ("--image-size=96", "--batch-size=6")
+    rc = main(scene_argv("train-segmenter", root, tmp_path, "run", "smoke-seg", *options))
     assert rc == 0
     pkg_dir = tmp_path / "store" / "smoke-seg"
     package = ModelPackage.load(pkg_dir)
@@ -151,21 +139,9 @@ def test_train_export_package_smoke(tmp_path: Path, capsys: pytest.CaptureFixtur
     # A second run starting from the first one's backbone, frozen: decoder-only training
     # leaves every backbone tensor (batch-norm statistics included) as it was loaded.
     first = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    frozen = (f"--init-backbone={tmp_path / 'run' / 'best.pt'}", "--freeze-backbone")
     rc = main(
-        [
-            "train-segmenter",
-            f"--train={root}",
-            f"--test={root}",
-            *args,
-            "--val-fraction=0.25",
-            "--widths=16,16,16,32,32",
-            "--fpn-width=16",
-            f"--init-backbone={tmp_path / 'run' / 'best.pt'}",
-            "--freeze-backbone",
-            f"--output-dir={tmp_path / 'store'}",
-            f"--run-dir={tmp_path / 'run2'}",
-            "--name=smoke-seg2",
-        ]
+        scene_argv("train-segmenter", root, tmp_path, "run2", "smoke-seg2", *options, *frozen)
     )
     assert rc == 0
     second = torch.load(tmp_path / "run2" / "best.pt", weights_only=True)["model"]

@@ -28,7 +28,7 @@ def package() -> ModelPackage:
 
 @pytest.fixture(scope="module")
 def fashion_test() -> tuple[np.ndarray, np.ndarray]:
-    from training.data import FASHION_MNIST_DIR, read_idx
+    from training.classification.data import FASHION_MNIST_DIR, read_idx
 
     images = read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
     labels = read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")

@@ -15,10 +15,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from service.pipeline.package import METRIC_DECIMALS, ModelPackage  # noqa: E402
-from training.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
-from training.engine import warmup_cosine  # noqa: E402
-from training.export import ParityError, ServingWrapper, check_parity, cpu_session  # noqa: E402
-from training.transforms import random_crop, random_hflip  # noqa: E402
+from training.classification.data import FASHION_MNIST_DIR, ImageData, read_idx, train_val_split  # noqa: E402
+from training.classification.export import ServingWrapper, check_parity  # noqa: E402
+from training.classification.transforms import random_crop, random_hflip  # noqa: E402
+from training.common.export import ParityError, cpu_session  # noqa: E402
+from training.common.optim import warmup_cosine  # noqa: E402
 
 HAVE_FASHION_MNIST = (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").exists()
 
@@ -255,7 +256,7 @@ def test_onnx_takes_uint8_nhwc_with_dynamic_batch(package_dir: Path) -> None:
 
 
 def test_parity_check_raises_on_a_different_model(package_dir: Path) -> None:
-    from training.models import build_model
+    from training.classification.model import build_model
 
     torch.manual_seed(123)
     wrong = build_model(
@@ -272,8 +273,8 @@ def test_parity_check_raises_on_a_different_model(package_dir: Path) -> None:
 
 def test_parity_check_passes_on_identical_graph(tmp_path: Path) -> None:
     """The check itself: an exported wrapper agrees with its own PyTorch model on RGB noise."""
-    from training.export import export_onnx
-    from training.models import build_model
+    from training.classification.model import build_model
+    from training.common.export import export_onnx
 
     torch.manual_seed(0)
     model = build_model("resnet", in_channels=1, num_classes=3, width=4, depths=(1,), dropout=0.0)
@@ -315,7 +316,7 @@ class _Probe(torch.nn.Module):
 def test_exported_graph_preprocessing(
     tmp_path: Path, channels: int, mean: tuple, std: tuple, expected: list
 ) -> None:
-    from training.export import export_onnx
+    from training.common.export import export_onnx
 
     wrapper = ServingWrapper(_Probe(), channels, mean, std)
     path = export_onnx(wrapper, tmp_path / "probe.onnx", 1, 1)
@@ -362,3 +363,30 @@ def test_same_command_reproduces_the_model(tmp_path: Path) -> None:
         images = np.random.default_rng(0).integers(0, 256, (4, 28, 28, 3), dtype=np.uint8)
         outputs.append(session.run(["probabilities"], {"images": images})[0])
     np.testing.assert_array_equal(outputs[0], outputs[1])
+
+
+@pytest.mark.skipif(not HAVE_FASHION_MNIST, reason="Debian dataset-fashion-mnist not installed")
+def test_an_interrupted_run_resumes_to_the_same_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed during epoch 2 and resumed: the weights and metrics.jsonl rows of the run left
+    alone (mixup, random erasing and dropout draw from every generator the run keeps)."""
+    from tests.train_fixture import assert_refused, assert_same_run, interrupted_and_resumed, rows
+    from training.cli import main
+
+    def argv(run: str) -> list[str]:
+        return [
+            "train-classifier", "--limit", "200", "--test-limit", "50", "--epochs", "2",
+            "--batch-size", "32", "--width", "4", "--no-quantize", "--mixup-alpha", "0.2",
+            "--random-erasing", "0.5", "--keep-checkpoint", "--name", "resume",
+            "--output-dir", str(tmp_path / run / "store"), "--run-dir", str(tmp_path / run),
+        ]  # fmt: skip
+
+    assert main(argv("whole")) == 0
+    run = tmp_path / "resumed"
+    interrupted_and_resumed(main, argv("resumed"), run, monkeypatch)
+    assert_same_run(tmp_path / "whole", run)
+    line = assert_refused(main, ["train-classifier", "--resume", str(run), "--width", "8"], capsys)
+    assert "--width" in line and "cannot change" in line
+    assert main(["train-classifier", "--resume", str(run), "--epochs", "3"]) == 0  # extended
+    assert [r["epoch"] for r in rows(run)] == [1, 2, 3]
