@@ -139,8 +139,8 @@ train-segmenter-cpu: $(VENV)/.all data-scenes $(DETECTOR_CHECKPOINT)
 	$(VENV)/bin/vision train-segmenter $(TRAIN_SEGMENTER_CPU_ARGS)
 
 # The gRPC modules (service/api/grpc/oip/oip_pb2*.py, service/api/grpc/vision_v1/vision_pb2*.py, committed) from
-# our protos; grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/test_oip_proto.py
-# and tests/test_grpc_protos.py fail when they are stale.
+# our protos; grpcio-tools 1.81 (protobuf 6, what tritonclient needs). tests/unit/test_oip_proto.py
+# and tests/unit/test_grpc_protos.py fail when they are stale.
 PROTOS = service/api/grpc/oip/oip.proto service/api/grpc/vision_v1/vision.proto
 protos: $(VENV)/.all
 	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)

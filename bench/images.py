@@ -71,22 +71,12 @@ def scene_jpeg() -> SampleImage:
     photo, blurred and JPEG-encoded exactly as `vision data-scenes` writes it). Needs the
     train/dev extras (scikit-image, scipy, the Fashion-MNIST files); the `jpeg` photo without."""
     try:
-        from training.synth.scenes import (
-            BACKGROUNDS,
-            SceneConfig,
-            degrade,
-            load_background,
-            load_items,
-            make_scene,
-        )
+        from training.synth.scenes import SceneConfig, scenes
 
         config = SceneConfig(
             split="test", num_images=1, seed=SCENE_SEED, height=SCENE_SIZE, width=SCENE_SIZE
         )
-        grey, labels, _ = load_items(config.split)
-        photos = {name: load_background(name) for name in BACKGROUNDS[config.split]}
-        scene = make_scene(SCENE_INDEX, config, (grey, labels), photos)
-        data = degrade(scene.image, SCENE_INDEX, config)
+        ((scene, data),) = scenes(config, [SCENE_INDEX])
     except (ImportError, OSError, ValueError) as exc:  # serving install or no Fashion-MNIST
         photo = photo_jpeg()
         reason = f"{type(exc).__name__}: {exc}"

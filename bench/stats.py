@@ -1,6 +1,6 @@
 """Pure helpers of `vision bench`: percentiles, Prometheus deltas, markdown tables.
 
-No I/O and no service imports, so they are unit-tested on literal inputs (tests/test_bench.py).
+No I/O and no service imports, so they are unit-tested on literal inputs (tests/unit/test_bench.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Helm chart (helm/vision) rendered by Helm's own engine and parsed, for the chart tests
-(tests/test_helm.py) and the image test that runs the container as the chart's pod."""
+(tests/unit/test_helm.py) and the image test that runs the container as the chart's pod."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,16 @@ def degrade(image: np.ndarray, index: int, config: SceneConfig) -> bytes:
 
 
 _WORKER: dict[str, Any] = {}
+
+
+def scenes(config: SceneConfig, indices: Iterable[int]) -> Iterator[tuple[Scene, bytes]]:
+    """The scenes `indices` of `config`, each with its degraded JPEG (as `generate` writes it):
+    for a few scenes in memory (a benchmark's or a test's request images)."""
+    grey, labels, _ = load_items(config.split)
+    photos = {name: load_background(name) for name in BACKGROUNDS[config.split]}
+    for index in indices:
+        scene = make_scene(index, config, (grey, labels), photos)
+        yield scene, degrade(scene.image, index, config)
 
 
 def _init_worker(out: Path, config: SceneConfig) -> None:

@@ -10,7 +10,7 @@ match the weight files shipped in the facenet-pytorch 2.6.0 wheel (MIT licence).
 The weights descend from the original Caffe models, trained on images stored column-major
 (MATLAB: x and y swapped). Measured on the sample photos (regression signs on shifted crops of
 the astronaut's face, face scores on the two face photos vs random crops of the cat, coffee and
-rocket photos; `tests/test_face_detector.py` keeps it honest): the wheel's convolution kernels
+rocket photos; `tests/unit/test_face_detector.py` keeps it honest): the wheel's convolution kernels
 already work in the image's own frame (NCHW input, no transposition; box regression comes back
 as dx1, dy1, dx2, dy2 and landmarks as x1..x5, y1..y5), but the dense layers of R-Net and O-Net
 still read the last feature map flattened in the transposed frame's order: (W, H, C), channels

@@ -1,5 +1,5 @@
 """The PostgreSQL gallery store against a real PostgreSQL server (tests/pg_harness.py): the
-same scenarios as the SQLite store (tests/test_gallery.py), then several processes on one
+same scenarios as the SQLite store (tests/unit/test_gallery.py), then several processes on one
 gallery: each one's writes in the others' feeds within a second, a gap-free feed under
 concurrent writers, and acknowledged enrolments surviving SIGKILL."""
 
@@ -16,7 +16,7 @@ from service.gallery.postgres_store import PostgresGallery
 from service.gallery.records import Change
 from tests import pg_fixture
 from tests.pg_harness import PostgresServer
-from tests.test_gallery import (
+from tests.unit.test_gallery import (
     BOX,
     MODEL,
     acknowledged_survive_sigkill,

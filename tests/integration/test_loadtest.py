@@ -16,7 +16,7 @@ import pytest
 from load_tests.checks import check_body, check_error, grpc_to_rest
 from load_tests.shape import StepPlan
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 CLASSIFY = {
     "model": {"name": "fashion-classifier", "version": "abc"},

@@ -13,8 +13,8 @@ landmarks are rounded as REST rounds them (3 decimals for objects, 2 for faces) 
 segmentation `mask` is a PNG. So OIP boxes and landmarks are compared within that rounding (the
 protocol now carries them at full precision, which the test also checks), and a PNG mask is
 decoded and compared with the uint8 label map the protocol now answers.
-`GOLDEN_RECORD=1 pytest tests/test_golden.py` rewrites the file (after a deliberate change of a
-model or an answer; say why in the commit).
+`GOLDEN_RECORD=1 pytest tests/integration/test_golden.py` rewrites the file (after a deliberate
+change of a model or an answer; say why in the commit).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ tc_http = pytest.importorskip("tritonclient.http")
 
 pytestmark = pytest.mark.slow
 
-GOLDEN = Path(__file__).parent / "golden" / "answers.json"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "answers.json"
 RECORD = os.environ.get("GOLDEN_RECORD") == "1"
 FLOAT_TOLERANCE = 1e-6
 FLOAT32_STEP = 2.0**-23
@@ -111,14 +111,7 @@ CASES = (
 @cache
 def images() -> dict[str, bytes]:
     """The request images: photos from installed packages and seeded generated scenes."""
-    from training.synth.scenes import (
-        BACKGROUNDS,
-        SceneConfig,
-        degrade,
-        load_background,
-        load_items,
-        make_scene,
-    )
+    from training.synth.scenes import SceneConfig, scenes
 
     out: dict[str, bytes] = {}
     for name in ("chelsea", "astronaut", "grace_hopper"):
@@ -126,14 +119,11 @@ def images() -> dict[str, bytes]:
     for name in ("coffee", "astronaut", "rocket", "grace_hopper"):
         out[f"{name}.png"] = encode(photo(name), "PNG")
     config = SceneConfig(split="test", num_images=3, seed=7, height=(300, 420), width=(300, 420))
-    grey, labels, _ = load_items(config.split)
-    backgrounds = {name: load_background(name) for name in BACKGROUNDS[config.split]}
-    for index in range(3):
-        scene = make_scene(index, config, (grey, labels), backgrounds)
+    for index, (scene, jpeg) in enumerate(scenes(config, range(3))):
         if index == 2:
             out[f"scene-{index}.png"] = encode(scene.image, "PNG")
         else:
-            out[f"scene-{index}.jpg"] = degrade(scene.image, index, config)
+            out[f"scene-{index}.jpg"] = jpeg
     return out
 
 

@@ -1,6 +1,7 @@
 """POST /detect with the REAL bundled detector (model_store/scenes-detector) behind `bentoml serve`.
 
-tests/test_detection_service.py pins the HTTP contract with a deterministic fake model; this file
+tests/integration/test_detection_service.py pins the HTTP contract with a deterministic fake
+model; this file
 checks what the trained model actually does through the service: COCO accuracy on freshly
 generated test-split scenes (backgrounds and Fashion-MNIST items never seen in training), sane
 answers on real photos, per-request NMS parameters, geometry (EXIF rotation, resizing, padding)

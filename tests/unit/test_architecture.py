@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "training", "bench")
 STDLIB = set(sys.stdlib_module_names)
 WEB = ("bentoml", "fastapi", "starlette", "grpc", "grpc_health", "grpc_reflection", "uvicorn")

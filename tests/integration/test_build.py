@@ -12,7 +12,7 @@ import pytest
 
 from service.pipeline.package import ModelPackage, content_version
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

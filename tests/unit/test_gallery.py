@@ -27,7 +27,7 @@ from service.gallery.store import GalleryStore
 
 MODEL = EmbeddingModel("face-embedder", "1.0.0", 8)
 BOX = (1.0, 2.0, 30.0, 40.0)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 Opener = Callable[[EmbeddingModel], GalleryStore]  # opens the same gallery on every call
 
 

@@ -1,5 +1,5 @@
 """The committed gRPC modules are what `make protos` generates from our protos (the OIP proto's
-wire compatibility with tritonclient is checked in tests/test_oip_proto.py)."""
+wire compatibility with tritonclient is checked in tests/unit/test_oip_proto.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROTOS = ["service/api/grpc/vision_v1/vision.proto", "service/api/grpc/oip/oip.proto"]
 
 

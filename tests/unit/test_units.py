@@ -21,7 +21,7 @@ from service.tasks import TASKS, TaskRegistry
 from service.tasks.classification import ClassificationModel
 from service.tasks.results import Classification
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "model_store" / "fashion-classifier"
 
 

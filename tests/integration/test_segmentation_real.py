@@ -1,7 +1,8 @@
 """POST /segment and POST /instances with the REAL bundled models (model_store/scenes-segmenter,
 model_store/scenes-instances) behind `bentoml serve`.
 
-tests/test_segmentation_service.py and tests/test_instances_service.py pin the HTTP contract
+tests/integration/test_segmentation_service.py and tests/integration/test_instances_service.py
+pin the HTTP contract
 with deterministic fixture models; this file checks what the trained models do through the
 service, the way a client sees it: mIoU from the returned label PNGs and COCO segm mAP from the
 returned RLE masks on freshly generated test-split scenes (backgrounds and items never seen in
