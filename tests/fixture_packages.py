@@ -6,6 +6,7 @@ of an annotated image answer."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,68 @@ def concurrent_answers(server: Any, path: str, count: int = 48) -> list[tuple[An
     with concurrent.futures.ThreadPoolExecutor(24) as pool:
         answers = list(pool.map(post, cases))
     return [(*case, answer) for case, answer in zip(cases, answers, strict=True)]
+
+
+def serve_instruments(tmp: Path, *modules: Any) -> Iterator[Any]:
+    """A real server of the test instruments `modules` (each a fixture module with `NAME` and
+    `write_package`), from a model store of their own under `tmp`; stopped afterwards."""
+    from tests.conftest import start_server, stop_server
+
+    store = tmp / "model_store"
+    for module in modules:
+        module.write_package(store / module.NAME)
+    server = start_server(tmp / "home", {"VISION_MODEL_STORE": str(store)})
+    yield server
+    stop_server(server)
+
+
+def exif_rotated_jpeg(width: int, height: int, rects: Rects, orientation: int) -> bytes:
+    """The scene stored rotated, with the EXIF orientation tag that makes it upright again (a
+    JPEG, so large ones decode at reduced scale in draft mode)."""
+    import io
+
+    from PIL import Image
+
+    from tests.samples import _UNDO_ORIENTATION
+
+    stored = Image.fromarray(scene(width, height, rects))
+    for op in _UNDO_ORIENTATION[orientation]:
+        stored = stored.transpose(op)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def check_refusals(server: Any, path: str, bad_images: dict, data: bytes, model: str) -> None:
+    """Bad images get their error; an unknown model, or one of another task (the geometry
+    detector), is `not_found`; `model` itself serves `data`."""
+    from tests import detection_fixture
+
+    for name, (bad, status, code) in bad_images.items():
+        r = post_image(server, path, bad)
+        assert r.status_code == status, (name, r.status_code, r.text)
+        assert r.json()["error"]["code"] == code, name
+    for other in ("nope", detection_fixture.NAME):
+        r = post_image(server, path, data, model=other)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
+    assert post_image(server, path, data, model=model).status_code == 200
+
+
+def metric_families(server: Any) -> dict[str, Any]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {f.name: f for f in text_string_to_metric_families(server.client.get("/metrics").text)}
+
+
+def runner_batches(families: dict[str, Any], api: str) -> tuple[float, float]:
+    """(batches, images) the runner's adaptive batcher ran for its API `api`."""
+    samples = [
+        s
+        for s in families["bentoml_service_adaptive_batch_size"].samples
+        if s.labels.get("method_name") == api and s.name.endswith(("_count", "_sum"))
+    ]
+    count = sum(s.value for s in samples if s.name.endswith("_count"))
+    total = sum(s.value for s in samples if s.name.endswith("_sum"))
+    return count, total

@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests import detection_fixture
 from tests import fixture_packages as fx
-from tests.conftest import Server, encode, start_server, stop_server
-from tests.detection_fixture import NAME, SIZE, write_package
+from tests.conftest import Server, encode
+from tests.detection_fixture import NAME, SIZE
 from tests.fixture_packages import BLUE, GREEN, RED, post_image, scene
 from tests.samples import _UNDO_ORIENTATION
 
@@ -26,12 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("detector")
-    store = tmp / "model_store"
-    write_package(store / NAME)
-    srv = start_server(tmp / "home", {"VISION_MODEL_STORE": str(store)})
-    yield srv
-    stop_server(srv)
+    yield from fx.serve_instruments(tmp_path_factory.mktemp("detector"), detection_fixture)
 
 
 def detect(server: Server, data: bytes, **fields: object) -> httpx.Response:

@@ -15,19 +15,16 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.ops.masks import (
     decode_rle,
 )
 from service.serving.backends import api_name
-from tests import detection_fixture
+from tests import detection_fixture, instances_fixture
 from tests import fixture_packages as fx
 from tests.conftest import Server, encode, start_server, stop_server
 from tests.fixture_packages import BLUE, GREEN, RED, Rects, post_image, scene
 from tests.instances_fixture import LABELS, NAME, SCORES, SIZE, STRIDE, write_package
-from tests.samples import _UNDO_ORIENTATION
 
 CLASS = {RED: 0, GREEN: 1, BLUE: 2}
 slow = pytest.mark.slow  # the tests that start a server
@@ -37,12 +34,7 @@ slow = pytest.mark.slow  # the tests that start a server
 def instancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The instance segmenter and the geometry detector: /instances must pick by task."""
     tmp = tmp_path_factory.mktemp("instances")
-    store = tmp / "model_store"
-    write_package(store / NAME)
-    detection_fixture.write_package(store / detection_fixture.NAME)
-    srv = start_server(tmp / "home", {"VISION_MODEL_STORE": str(store)})
-    yield srv
-    stop_server(srv)
+    yield from fx.serve_instruments(tmp, instances_fixture, detection_fixture)
 
 
 def instances(server: Server, data: bytes, **fields: object) -> httpx.Response:
@@ -135,13 +127,7 @@ def test_exif_rotated_jpeg_gives_upright_masks(instancer: Server, orientation: i
     the masks are the upright image's, at its full size."""
     width, height = 1600, 1200
     rects: Rects = [(RED, [200, 300, 800, 700]), (BLUE, [1000, 100, 1500, 400])]
-    stored = Image.fromarray(scene(width, height, rects))
-    for op in _UNDO_ORIENTATION[orientation]:
-        stored = stored.transpose(op)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
-    r = instances(instancer, data)
+    r = instances(instancer, fx.exif_rotated_jpeg(width, height, rects, orientation))
     assert r.status_code == 200, r.text
     check_body(r.json(), width, height, rects)
 
@@ -182,15 +168,8 @@ def test_annotated_image_response(instancer: Server, how: tuple) -> None:
 
 @slow
 def test_bad_images_unknown_models_and_parameters(instancer: Server, bad_images) -> None:
-    for name, (data, status, code) in bad_images.items():
-        r = instances(instancer, data)
-        assert r.status_code == status, (name, r.status_code, r.text)
-        assert r.json()["error"]["code"] == code, name
     data = encode(scene(64, 48, THREE[:1]))
-    for model in ("nope", detection_fixture.NAME):  # unknown, or a model of another task
-        r = instances(instancer, data, model=model)
-        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
-    assert instances(instancer, data, model=NAME).status_code == 200
+    fx.check_refusals(instancer, "/instances", bad_images, data, NAME)
     for fields in (
         {"score_threshold": 2},
         {"score_threshold": "high"},
@@ -225,18 +204,10 @@ def test_concurrent_requests_batch_and_keep_their_own_masks(instancer: Server) -
         assert r.status_code == 200, r.text
         check_body(r.json(), width, height, rects)
 
-    families = {
-        f.name: f for f in text_string_to_metric_families(instancer.client.get("/metrics").text)
-    }
-    batches = [
-        s
-        for s in families["bentoml_service_adaptive_batch_size"].samples
-        if s.labels.get("method_name") == api_name(NAME) and s.name.endswith(("_count", "_sum"))
-    ]
-    count = sum(s.value for s in batches if s.name.endswith("_count"))
-    total = sum(s.value for s in batches if s.name.endswith("_sum"))
-    assert total >= len(cases), batches
-    assert count < total, batches  # at least one batch held several images
+    families = fx.metric_families(instancer)
+    count, total = fx.runner_batches(families, api_name(NAME))
+    assert total >= len(cases), (count, total)
+    assert count < total, (count, total)  # at least one batch held several images
     per_image = [
         s
         for s in families["vision_detections_per_image"].samples

@@ -17,15 +17,13 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from service.serving.backends import api_name
-from tests import detection_fixture
+from tests import detection_fixture, segmentation_fixture
 from tests import fixture_packages as fx
-from tests.conftest import Server, encode, start_server, stop_server
+from tests.conftest import Server, encode
 from tests.fixture_packages import BLUE, GREEN, RED, Rects, post_image, scene
-from tests.samples import _UNDO_ORIENTATION
-from tests.segmentation_fixture import LABELS, NAME, SIZE, write_package
+from tests.segmentation_fixture import LABELS, NAME, SIZE
 
 CLASS = {RED: 1, GREEN: 2, BLUE: 3}
 slow = pytest.mark.slow  # the tests that start a server
@@ -35,12 +33,7 @@ slow = pytest.mark.slow  # the tests that start a server
 def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The segmenter and the geometry detector together: /segment must pick by task."""
     tmp = tmp_path_factory.mktemp("segmenter")
-    store = tmp / "model_store"
-    write_package(store / NAME)
-    detection_fixture.write_package(store / detection_fixture.NAME)
-    srv = start_server(tmp / "home", {"VISION_MODEL_STORE": str(store)})
-    yield srv
-    stop_server(srv)
+    yield from fx.serve_instruments(tmp, segmentation_fixture, detection_fixture)
 
 
 def segment(server: Server, data: bytes, **fields: object) -> httpx.Response:
@@ -154,12 +147,7 @@ def test_exif_rotated_jpeg_gives_the_upright_map(segmenter: Server, orientation:
     the upright image's, at its full size."""
     width, height = 1600, 1200
     rects: Rects = [(RED, [200, 300, 800, 700]), (BLUE, [1000, 100, 1500, 400])]
-    stored = Image.fromarray(scene(width, height, rects))
-    for op in _UNDO_ORIENTATION[orientation]:
-        stored = stored.transpose(op)
-    exif = Image.Exif()
-    exif[0x0112] = orientation
-    data = encode(stored, "JPEG", quality=95, exif=exif.tobytes())
+    data = fx.exif_rotated_jpeg(width, height, rects, orientation)
     r = segment(segmenter, data)
     assert r.status_code == 200, r.text
     check_map(check_body(r.json(), width, height), width, height, rects)
@@ -197,15 +185,8 @@ def test_json_stays_the_default(segmenter: Server) -> None:
 
 @slow
 def test_bad_images_unknown_models_and_parameters(segmenter: Server, bad_images) -> None:
-    for name, (data, status, code) in bad_images.items():
-        r = segment(segmenter, data)
-        assert r.status_code == status, (name, r.status_code, r.text)
-        assert r.json()["error"]["code"] == code, name
     data = encode(scene(64, 48, TWO[:1]))
-    for model in ("nope", detection_fixture.NAME):  # unknown, or a model of another task
-        r = segment(segmenter, data, model=model)
-        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", r.text
-    assert segment(segmenter, data, model=NAME).status_code == 200
+    fx.check_refusals(segmenter, "/segment", bad_images, data, NAME)
     r = segment(segmenter, data, format="gif")
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_parameter"
     r = segmenter.client.post(
@@ -237,18 +218,10 @@ def test_concurrent_requests_batch_and_keep_their_own_maps(segmenter: Server) ->
         assert r.status_code == 200, r.text
         check_map(check_body(r.json(), width, height), width, height, rects)
 
-    families = {
-        f.name: f for f in text_string_to_metric_families(segmenter.client.get("/metrics").text)
-    }
-    batches = [
-        s
-        for s in families["bentoml_service_adaptive_batch_size"].samples
-        if s.labels.get("method_name") == api_name(NAME) and s.name.endswith(("_count", "_sum"))
-    ]
-    count = sum(s.value for s in batches if s.name.endswith("_count"))
-    total = sum(s.value for s in batches if s.name.endswith("_sum"))
-    assert total >= len(cases), batches  # every image went through the runner's batchable API
-    assert count < total, batches  # and at least one batch held several images
+    families = fx.metric_families(segmenter)
+    count, total = fx.runner_batches(families, api_name(NAME))
+    assert total >= len(cases), (count, total)  # every image went through the batchable API
+    assert count < total, (count, total)  # and at least one batch held several images
     stages = {
         s.labels["stage"]
         for s in families["vision_stage_duration_seconds"].samples
