@@ -77,7 +77,7 @@ def task_params(request: Message, params: type[BaseModel]) -> dict[str, Any]:
         field = fields.get(name)
         if field is None:
             continue
-        if field.label == field.LABEL_REPEATED:
+        if field.is_repeated:
             values[name] = list(getattr(request, name)) or None
         else:
             values[name] = optional(request, name)
