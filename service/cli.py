@@ -20,12 +20,34 @@ from service.settings import PROCESS_ENV_DEFAULTS, get_settings
 PLUGINS = "vision.commands"
 
 
-def cmd_import_models(args: argparse.Namespace) -> int:
+def import_models(root: Path, skip_invalid: bool) -> tuple[int, str]:
+    """Import model_store/ into the BentoML store, printing each tag and each problem of an
+    invalid package (a line each, no traceback). Returns (exit status, the skipped packages as
+    `VISION_INVALID_MODELS` JSON): 2 when a package is invalid and `skip_invalid` is off."""
+    from service.pipeline.package import InvalidPackage
     from service.serving.model_store import import_all
 
-    for tag, created in import_all(Path(args.model_store)):
+    if not root.is_dir():
+        print(f"vision: no model store at {root}; pass --model-store DIR", file=sys.stderr)
+        return 2, ""
+    report = import_all(root)
+    for tag, created in report.imported:
         print(f"{'imported' if created else 'unchanged'} {tag}")
-    return 0
+    for bad in report.invalid:
+        for problem in bad.problems:
+            print(f"{'skipped' if skip_invalid else 'invalid'}: {problem}", file=sys.stderr)
+    if report.invalid and not skip_invalid:
+        print(
+            f"vision: {len(report.invalid)} invalid package(s) in {root}: fix them, remove "
+            "them, or set VISION_SKIP_INVALID_MODELS=true to serve the others",
+            file=sys.stderr,
+        )
+        return 2, ""
+    return 0, InvalidPackage.dump(report.invalid)
+
+
+def cmd_import_models(args: argparse.Namespace) -> int:
+    return import_models(Path(args.model_store), get_settings().skip_invalid_models)[0]
 
 
 def port_in_use(host: str, port: int) -> str | None:
@@ -57,7 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    cmd_import_models(argparse.Namespace(model_store=str(settings.model_store)))
+    status, skipped = import_models(Path(settings.model_store), settings.skip_invalid_models)
+    if status:
+        return status
+    os.environ["VISION_INVALID_MODELS"] = skipped
     os.environ["VISION_HTTP_PORT"] = port
     for key, value in PROCESS_ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     # Empty: every vision model in the BentoML model store (latest version of each name).
     models: str = ""
     model_store: Path = PROJECT_ROOT / "model_store"
+    # A package of model_store/ that fails validation stops `vision serve` (exit 2, one line
+    # per problem); true: serve the others and list the bad ones in /v1/models with the reason.
+    skip_invalid_models: bool = False
+    # Set by `vision serve` for the server processes: the packages it skipped (JSON list of
+    # {"name", "path", "reason"}); not a setting to write by hand.
+    invalid_models: str = ""
 
     # "runner": the batching runner service (GPU, concurrency); "local": ONNX in each HTTP
     # worker, no batching and no inter-process hop (small CPU models, lowest latency).

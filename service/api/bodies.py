@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from service.api.gateway import ModelInfo
+from service.api.gateway import ModelCatalogue, ModelInfo
 from service.faces.results import (
     Enrolment,
     GalleryStatus,
@@ -224,8 +224,13 @@ def gallery_status(status: GalleryStatus) -> Body:
     }
 
 
-def model_list(models: list[ModelInfo]) -> Body:
-    return {"models": [model_info(m) for m in models]}
+def model_list(catalogue: ModelCatalogue) -> Body:
+    return {
+        "models": [model_info(m) for m in catalogue.models],
+        "invalid": [
+            {"name": bad.name, "path": bad.path, "reason": bad.reason} for bad in catalogue.invalid
+        ],
+    }
 
 
 def model_info(info: ModelInfo) -> Body:
@@ -240,4 +245,7 @@ def model_info(info: ModelInfo) -> Body:
         "runtime": info.runtime,
         "providers": info.providers,
         "endpoint": info.endpoint,
+        "source": info.source,
+        "max_batch_size": info.max_batch_size,
+        "nms": info.nms,
     }

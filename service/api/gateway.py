@@ -9,12 +9,12 @@ over a plain object. Every answer is typed (`Inference`, the face results, `Mode
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service.errors import ApiError, NotFound
 from service.faces.service import FaceService
-from service.pipeline.package import InputSpec
+from service.pipeline.package import InputSpec, InvalidPackage
 from service.pipeline.run import Inference
 from service.tasks.base import TaskModel
 
@@ -33,6 +33,18 @@ class ModelInfo:
     runtime: str
     providers: list[str]
     endpoint: str  # its REST route
+    # Where it came from: {"kind": trained | converted | imported, "licence", ...}.
+    source: dict[str, str] = field(default_factory=dict)
+    max_batch_size: int | None = None  # the most images per call of the graph (None: any)
+    nms: str | None = None  # detectors: "service" (raw candidates) or "model" (already applied)
+
+
+@dataclass(frozen=True)
+class ModelCatalogue:
+    """`/v1/models`: the served models, and the packages skipped because they are invalid."""
+
+    models: list[ModelInfo]
+    invalid: list[InvalidPackage] = field(default_factory=list)
 
 
 class Gateway(Protocol):
@@ -63,7 +75,7 @@ class Gateway(Protocol):
         """The input at its own size with the result drawn on it, encoded as `media_type`."""
         ...
 
-    async def list_models(self) -> list[ModelInfo]: ...
+    async def list_models(self) -> ModelCatalogue: ...
 
     async def ready(self) -> bool:
         """Every configured model loaded and warm."""

@@ -1,5 +1,6 @@
-"""Resizing into a model's input: stretch or centred letterbox, and the `InputTransform` each
-applied, so a task can map model-input coordinates back to the decoded image per request."""
+"""Resizing into a model's input: stretch, centred letterbox or centre crop, and the
+`InputTransform` each applied, so a task can map model-input coordinates back to the decoded
+image per request."""
 
 from __future__ import annotations
 
@@ -63,3 +64,23 @@ def letterbox(
     x, y = transform.pad_x, transform.pad_y
     canvas[y : y + new_h, x : x + new_w] = content
     return canvas, transform
+
+
+def center_crop(
+    pixels: np.ndarray, width: int, height: int, fraction: float = 1.0
+) -> tuple[np.ndarray, InputTransform]:
+    """Scale HxWx3 uint8 so it covers `width` x `height` / `fraction` (for a square crop: the
+    shorter edge to `width / fraction`, torchvision's `Resize(s)` + `CenterCrop(c)` with
+    `fraction = c / s`), then cut the centred `width` x `height` window. The transform's pads
+    are minus the crop offsets."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"crop fraction must be in (0, 1], got {fraction}")
+    src_h, src_w = pixels.shape[:2]
+    scale = max(width / src_w, height / src_h) / fraction
+    new_w = max(width, round(src_w * scale))
+    new_h = max(height, round(src_h * scale))
+    resized = resize_stretch(pixels, new_w, new_h)
+    left = round((new_w - width) / 2.0)
+    top = round((new_h - height) / 2.0)
+    crop = np.ascontiguousarray(resized[top : top + height, left : left + width])
+    return crop, InputTransform(new_w / src_w, new_h / src_h, -left, -top)

@@ -7,11 +7,20 @@ service hard-codes no model constants. Post-processing config is a union discrim
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 MODEL_FILE = "model.onnx"
 MANIFEST_FILE = "model.json"
@@ -54,8 +63,12 @@ class InputSpec(_Strict):
     layout: Literal["NHWC", "NCHW"] = "NHWC"
     color: Literal["RGB"] = "RGB"
     dtype: Literal["uint8"] = "uint8"
-    resize: Literal["stretch", "letterbox"] = "stretch"
+    resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
     pad_value: int = Field(default=114, ge=0, le=255)  # letterbox border colour (grey level)
+    # center_crop: scale the shorter edge to `shorter / crop_fraction` (shorter = the smaller of
+    # width and height), then cut the centred `width` x `height` window (torchvision's
+    # Resize(256) + CenterCrop(224) is crop_fraction 224/256 = 0.875; timm's `crop_pct`).
+    crop_fraction: float = Field(default=1.0, gt=0, le=1)
 
 
 class ClassificationPost(_Strict):
@@ -77,6 +90,9 @@ class DetectionPost(_Strict):
     max_detections: int = Field(default=100, ge=1)
     nms: Literal["hard", "soft"] = "hard"
     soft_nms_sigma: float = Field(default=0.5, gt=0)
+    # The model's candidates are already suppressed (end-to-end YOLO, torchvision detectors):
+    # the service still applies the request's thresholds, class filter, max detections and NMS.
+    suppressed: bool = False
 
 
 class SegmentationPost(_Strict):
@@ -96,10 +112,15 @@ class InstancesPost(_Strict):
     covering the whole model input (Hp = height / `prototype_stride`). The mask of candidate k
     is `sigmoid(coefficients[k] @ prototypes)` (over P), zeroed outside its box, resized to the
     input image and thresholded at `mask_threshold`. NMS and thresholds run in the service per
-    request, as for detection; these are the defaults."""
+    request, as for detection; these are the defaults.
+
+    `masks="per_box"` (Mask R-CNN): instead of coefficients and prototypes, the output
+    `prototypes` holds one probability map per candidate, [N, K, Hp, Wp] over the whole model
+    input at `prototype_stride`, used as is (no sigmoid); `coefficients` is not read."""
 
     task: Literal["instances"] = "instances"
     output: str = "detections"
+    masks: Literal["prototypes", "per_box"] = "prototypes"
     coefficients: str = "coefficients"
     prototypes: str = "prototypes"
     prototype_stride: int = Field(default=4, ge=1)
@@ -109,6 +130,7 @@ class InstancesPost(_Strict):
     nms: Literal["hard", "soft"] = "hard"
     soft_nms_sigma: float = Field(default=0.5, gt=0)
     mask_threshold: float = Field(default=0.5, gt=0, lt=1)
+    suppressed: bool = False  # as DetectionPost's
 
 
 class FaceDetectionPost(_Strict):
@@ -216,6 +238,10 @@ class Quantized(_Strict):
 
 
 class Provenance(_Strict):
+    """Where a model trained by our own commands (or converted by them from published
+    weights, `kind="converted"`) came from."""
+
+    kind: Literal["trained", "converted"] = "trained"
     command: str
     seed: int
     data: str
@@ -225,6 +251,21 @@ class Provenance(_Strict):
     hardware: str
     framework: dict[str, str] = Field(default_factory=dict)
     licence: str = "Apache-2.0"
+
+
+class ImportedProvenance(_Strict):
+    """Where an imported model (`vision import-model`) came from: the user's file, as found,
+    with no invented training record."""
+
+    kind: Literal["imported"] = "imported"
+    format: Literal["ultralytics", "torchvision", "timm", "onnx"]
+    source_file: str  # the original file's name
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    licence: str  # as the file's metadata states it, else what the user passed, else "unknown"
+    command: str
+    date: str
+    tools: dict[str, str] = Field(default_factory=dict)  # versions of what wrapped the graph
+    assumed: list[str] = Field(default_factory=list)  # what the import assumed, not read
 
 
 class ModelPackage(_Strict):
@@ -240,7 +281,10 @@ class ModelPackage(_Strict):
     evaluation: list[Evaluation] = Field(default_factory=list)
     quantized: Quantized | None = None
     graphs: dict[str, ExtraGraph] = Field(default_factory=dict)
-    provenance: Provenance
+    # The most images one call of the graph takes (None: any). Exports with a static batch
+    # axis take 1; the runner never batches past it.
+    max_batch_size: int | None = Field(default=None, ge=1)
+    provenance: Annotated[Provenance | ImportedProvenance, Field(union_mode="left_to_right")]
 
     @field_validator("labels")
     @classmethod
@@ -253,6 +297,15 @@ class ModelPackage(_Strict):
     def _task_matches(self) -> ModelPackage:
         if self.postprocess.task != self.task:
             raise ValueError(f"postprocess.task {self.postprocess.task!r} != task {self.task!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _crop_only_classifies(self) -> ModelPackage:
+        if self.input.resize == "center_crop" and self.task != "classification":
+            raise ValueError(
+                "input.resize center_crop is for classification only (the other tasks answer "
+                "for the whole image): use letterbox or stretch"
+            )
         return self
 
     @model_validator(mode="after")
@@ -279,6 +332,79 @@ class ModelPackage(_Strict):
         path = directory / MANIFEST_FILE
         path.write_text(self.model_dump_json(indent=2) + "\n")
         return path
+
+
+# What to do about the commonest problems, by pydantic error type.
+_FIXES = {
+    "missing": "add the field",
+    "extra_forbidden": "remove it (not a field of this schema version)",
+    "literal_error": "use one of the values named",
+    "json_invalid": "the file must be one JSON object",
+    "union_tag_invalid": "postprocess.task must name a task",
+}
+
+
+def package_problems(directory: Path) -> list[str]:
+    """Why the package in `directory` cannot be served, one line per problem naming the file,
+    the field and the fix (empty: it is valid and complete)."""
+    manifest = directory / MANIFEST_FILE
+    try:
+        package = ModelPackage.load(directory)
+    except OSError as exc:
+        return [f"{manifest}: cannot be read ({exc.strerror or exc})"]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in error["loc"]) or "(the file)"
+            fix = _FIXES.get(error["type"], "correct the value, or re-create the package")
+            lines.append(f"{manifest}: {field}: {error['msg']} (fix: {fix})")
+        return lines
+    return [
+        f"{directory / name}: missing (fix: put the file named in {MANIFEST_FILE} beside it)"
+        for name in package.files()
+        if not (directory / name).is_file()
+    ]
+
+
+class InvalidPackage(_Strict):
+    """A package that was not served, and why."""
+
+    name: str  # its directory's name
+    path: str
+    problems: list[str]  # `package_problems`' lines
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.problems)
+
+    @staticmethod
+    def dump(packages: list[InvalidPackage]) -> str:
+        return json.dumps([p.model_dump() for p in packages])
+
+    @staticmethod
+    def parse(text: str) -> list[InvalidPackage]:
+        return [InvalidPackage.model_validate(item) for item in json.loads(text or "[]")]
+
+
+def source_summary(provenance: Provenance | ImportedProvenance) -> dict[str, str]:
+    """Where a model came from, as `/v1/models` states it."""
+    if isinstance(provenance, ImportedProvenance):
+        return {
+            "kind": "imported",
+            "format": provenance.format,
+            "file": provenance.source_file,
+            "sha256": provenance.source_sha256,
+            "licence": provenance.licence,
+        }
+    return {"kind": provenance.kind, "licence": provenance.licence, "data": provenance.data}
+
+
+def nms_mode(post: BaseModel) -> str | None:
+    """Detectors: "service" when the service suppresses the raw candidates, "model" when the
+    graph already did (the service applies the request's NMS on top); None for other tasks."""
+    if isinstance(post, DetectionPost | InstancesPost):
+        return "model" if post.suppressed else "service"
+    return None
 
 
 def content_version(directory: Path, package: ModelPackage) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.ops.letterbox import InputTransform, letterbox, resize_stretch
+from service.ops.letterbox import InputTransform, center_crop, letterbox, resize_stretch
 from service.pipeline.imaging import DecodedImage
 from service.pipeline.package import InputSpec
 
@@ -29,6 +29,8 @@ def to_model_input(pixels: np.ndarray, spec: InputSpec) -> tuple[np.ndarray, Inp
     transform from decoded pixels to model-input pixels."""
     if spec.resize == "letterbox":
         item, transform = letterbox(pixels, spec.width, spec.height, spec.pad_value)
+    elif spec.resize == "center_crop":
+        item, transform = center_crop(pixels, spec.width, spec.height, spec.crop_fraction)
     else:
         item = resize_stretch(pixels, spec.width, spec.height)
         transform = InputTransform(spec.width / pixels.shape[1], spec.height / pixels.shape[0])

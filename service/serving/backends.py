@@ -46,9 +46,12 @@ def load_sessions(packages: list[StoredPackage], settings: Settings) -> dict[str
         for name, path, spec, outputs in graph_specs(stored):
             session = OnnxModel(path, settings.device, settings.runner_threads, outputs)
             hwc = (spec.height, spec.width, 3)
+            largest = min(8, settings.max_batch_size)
+            if name == stored.package.name and stored.package.max_batch_size is not None:
+                largest = min(largest, stored.package.max_batch_size)
             session.warm_up(
                 hwc if spec.layout == "NHWC" else (3, spec.height, spec.width),
-                (1, min(8, settings.max_batch_size)),
+                tuple(sorted({1, largest})),
             )
             sessions[name] = session
     return sessions

@@ -17,7 +17,7 @@ from typing import Any
 import anyio.to_thread
 import bentoml
 
-from service.api.gateway import Gateway, ModelInfo
+from service.api.gateway import Gateway, ModelCatalogue, ModelInfo
 from service.api.grpc.server import GrpcServer
 from service.api.rest.app import create_app
 from service.api.rest.middleware import (
@@ -29,6 +29,7 @@ from service.errors import ApiError, NotFound
 from service.faces.follower import build_face_service
 from service.faces.service import FaceService
 from service.ops.render import encode_image
+from service.pipeline.package import InvalidPackage, nms_mode, source_summary
 from service.pipeline.run import Admit, Inference, run
 from service.serving.admission import SheddingBackend
 from service.serving.backends import Backend, LocalBackend, RunnerBackend, Runtime, api_name
@@ -207,9 +208,9 @@ class Vision:
     def reject(self, error: ApiError) -> None:
         self.metrics.rejected.labels(reason=error.code).inc()
 
-    async def list_models(self) -> list[ModelInfo]:
+    async def list_models(self) -> ModelCatalogue:
         runtime = await self._describe_backend()
-        return [
+        models = [
             ModelInfo(
                 name=name,
                 task=model.package.task,
@@ -221,9 +222,13 @@ class Vision:
                 runtime=runtime[name]["runtime"],
                 providers=runtime[name]["providers"],
                 endpoint=f"/{model.endpoint}",
+                source=source_summary(model.package.provenance),
+                max_batch_size=model.package.max_batch_size,
+                nms=nms_mode(model.package.postprocess),
             )
             for name, model in self._models.items()
         ]
+        return ModelCatalogue(models, InvalidPackage.parse(self.settings.invalid_models))
 
 
 def record_rejection(error: ApiError) -> None:

@@ -10,22 +10,46 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import bentoml
 from bentoml.exceptions import BentoMLException, NotFound
 
-from service.pipeline.package import MANIFEST_FILE, ModelPackage, StoredPackage, content_version
+from service.pipeline.package import (
+    MANIFEST_FILE,
+    InvalidPackage,
+    ModelPackage,
+    StoredPackage,
+    content_version,
+    package_problems,
+)
 
 VISION_LABEL = "vision-package"
 
 
+class InvalidPackageError(ValueError):
+    """A package directory that cannot be served; `problems` says why, a line each."""
+
+    def __init__(self, directory: Path, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.directory = directory
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: list[tuple[str, bool]]  # (tag, created)
+    invalid: list[InvalidPackage]
+
+
 def import_package(directory: Path) -> tuple[str, bool]:
-    """Import one package directory; returns (tag, created)."""
+    """Import one package directory; returns (tag, created). `InvalidPackageError` when it
+    fails validation or misses a file."""
+    problems = package_problems(directory)
+    if problems:
+        raise InvalidPackageError(directory, problems)
     package = ModelPackage.load(directory)
-    for name in package.files():
-        if not (directory / name).is_file():
-            raise FileNotFoundError(f"{directory / name} is missing")
     tag = f"{package.name}:{content_version(directory, package)}"
     try:
         bentoml.models.get(tag)
@@ -43,9 +67,20 @@ def import_package(directory: Path) -> tuple[str, bool]:
     return tag, True
 
 
-def import_all(root: Path) -> list[tuple[str, bool]]:
-    """Import every package directory below `root` (sorted, so tags are deterministic)."""
-    return [import_package(d) for d in sorted(root.iterdir()) if (d / MANIFEST_FILE).is_file()]
+def import_all(root: Path) -> ImportReport:
+    """Import every valid package directory below `root` (sorted, so tags are deterministic)
+    and report the invalid ones."""
+    imported, invalid = [], []
+    for directory in sorted(root.iterdir()):
+        if not (directory / MANIFEST_FILE).is_file():
+            continue
+        try:
+            imported.append(import_package(directory))
+        except InvalidPackageError as exc:
+            invalid.append(
+                InvalidPackage(name=directory.name, path=str(directory), problems=exc.problems)
+            )
+    return ImportReport(imported, invalid)
 
 
 def _latest_vision_tags() -> list[str]:
@@ -64,13 +99,15 @@ class NoModels(BentoMLException):
     """The BentoML model store holds no vision model: nothing to serve or to pack."""
 
 
-def resolve_tags(requested: list[str]) -> list[str]:
-    """Full `name:version` tags for the requested names/tags (all vision models if empty).
+def resolve_tags(requested: list[str], skipped: frozenset[str] = frozenset()) -> list[str]:
+    """Full `name:version` tags for the requested names/tags (all vision models if empty,
+    less the `skipped` names: packages that failed validation, whose older versions may still
+    be in the store).
     `NoModels` when the store has none: a server or a Bento without models is a mistake (most
     often `bentoml build` or `bentoml serve` run with another BENTOML_HOME than the import)."""
     if requested:
         return [str(bentoml.models.get(tag).tag) for tag in requested]
-    tags = _latest_vision_tags()
+    tags = [tag for tag in _latest_vision_tags() if tag.split(":", 1)[0] not in skipped]
     if not tags:
         home = os.environ.get("BENTOML_HOME", "~/bentoml (BentoML's default)")
         raise NoModels(

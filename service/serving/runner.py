@@ -16,6 +16,7 @@ from typing import Any
 import bentoml
 import numpy as np
 
+from service.pipeline.package import InvalidPackage
 from service.pipeline.session import BatchOutput
 from service.serving.backends import api_name, describe_sessions, load_sessions
 from service.serving.bentoml_compat import cap_batch_wait
@@ -40,18 +41,21 @@ class RunnerBase:
         return describe_sessions(self.sessions)
 
 
-def _infer_api(model_name: str, settings: Settings, outputs: int = 1) -> Any:
+def _infer_api(
+    model_name: str, settings: Settings, outputs: int = 1, max_batch: int | None = None
+) -> Any:
     def infer(self: RunnerBase, images: np.ndarray) -> BatchOutput:
         return self.sessions[model_name].infer(images)
 
     infer.__name__ = infer.__qualname__ = api_name(model_name)
     returns = np.ndarray if outputs == 1 else list[dict[str, np.ndarray]]
     infer.__annotations__ = {"images": np.ndarray, "return": returns}
-    if settings.batching:
+    largest = min(settings.max_batch_size, max_batch or settings.max_batch_size)
+    if settings.batching and largest > 1:  # a graph with a static batch of 1 is never batched
         return bentoml.api(
             batchable=True,
             batch_dim=0,
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=largest,
             max_latency_ms=settings.max_latency_ms,
         )(infer)
     return bentoml.api(infer)
@@ -60,8 +64,10 @@ def _infer_api(model_name: str, settings: Settings, outputs: int = 1) -> Any:
 def build_runner(settings: Settings, tags: list[str]) -> Any:
     namespace: dict[str, Any] = {"tags": tuple(tags), "__module__": __name__}
     for i, tag in enumerate(tags):
-        for name, _, _, outputs in graph_specs(load(tag)):
-            namespace[api_name(name)] = _infer_api(name, settings, len(outputs))
+        stored = load(tag)
+        for name, _, _, outputs in graph_specs(stored):
+            limit = stored.package.max_batch_size if name == stored.package.name else None
+            namespace[api_name(name)] = _infer_api(name, settings, len(outputs), limit)
         namespace[f"model_{i}"] = bentoml.models.BentoModel(tag)
     resources: dict[str, Any] = {"cpu": "1"}
     if settings.device == "cuda":
@@ -77,5 +83,6 @@ def build_runner(settings: Settings, tags: list[str]) -> Any:
 
 
 cap_batch_wait(get_settings().max_batch_wait_ms / 1000)
-MODEL_TAGS = resolve_tags(get_settings().model_tags())
+SKIPPED = frozenset(p.name for p in InvalidPackage.parse(get_settings().invalid_models))
+MODEL_TAGS = resolve_tags(get_settings().model_tags(), SKIPPED)
 ModelRunner = build_runner(get_settings(), MODEL_TAGS)

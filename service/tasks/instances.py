@@ -6,7 +6,8 @@ decoding, clip, NMS with the same per-request parameters). Then, for the kept ca
 `sigmoid(coefficients @ prototypes)`, zeroed outside the candidate's box in prototype
 coordinates, sampled bilinearly at the source (EXIF-upright) image's pixels inside the
 candidate's source box (this crops the letterbox border and resizes to the source size),
-thresholded at `mask_threshold` and encoded as COCO compressed RLE.
+thresholded at `mask_threshold` and encoded as COCO compressed RLE. A model with per-box masks
+(`masks="per_box"`, Mask R-CNN) gives each candidate's probabilities directly.
 """
 
 from __future__ import annotations
@@ -47,12 +48,13 @@ class InstancesModel(TaskModel[DetectParams, Instances, InstancesPost]):
     @property
     def outputs(self) -> tuple[str, ...]:
         config = self.config
+        if config.masks == "per_box":
+            return config.output, config.prototypes
         return config.output, config.coefficients, config.prototypes
 
     def postprocess(self, output: Outputs, frame: Frame, params: DetectParams) -> Instances:
         config, labels, image = self.config, self.package.labels, frame.image
         candidates = np.asarray(output[config.output], dtype=np.float32)
-        coefficients = np.asarray(output[config.coefficients], dtype=np.float32)
         prototypes = np.asarray(output[config.prototypes], dtype=np.float32)
         spec, stride = self.package.input, config.prototype_stride
         expected = (spec.height // stride, spec.width // stride)
@@ -60,16 +62,28 @@ class InstancesModel(TaskModel[DetectParams, Instances, InstancesPost]):
             raise ValueError(
                 f"prototypes {prototypes.shape} are not [P, {expected[0]}, {expected[1]}]"
             )
-        if coefficients.shape != (candidates.shape[0], prototypes.shape[0]):
+        per_box = config.masks == "per_box"
+        if per_box and prototypes.shape[0] != candidates.shape[0]:
             raise ValueError(
-                f"coefficients {coefficients.shape} are not [K, P] = "
-                f"[{candidates.shape[0]}, {prototypes.shape[0]}]"
+                f"per-box masks {prototypes.shape} are not one per candidate "
+                f"({candidates.shape[0]})"
             )
+        coefficients = None
+        if not per_box:
+            coefficients = np.asarray(output[config.coefficients], dtype=np.float32)
+            if coefficients.shape != (candidates.shape[0], prototypes.shape[0]):
+                raise ValueError(
+                    f"coefficients {coefficients.shape} are not [K, P] = "
+                    f"[{candidates.shape[0]}, {prototypes.shape[0]}]"
+                )
         detections, kept = detect(candidates, frame, params, config, labels)
         if not len(detections):
             return Instances.empty(labels)
-        model_boxes = candidates[kept, :4]
-        probs = prototype_masks(coefficients[kept], prototypes, model_boxes / stride)
+        if coefficients is None:
+            probs = prototypes[kept]
+        else:
+            model_boxes = candidates[kept, :4]
+            probs = prototype_masks(coefficients[kept], prototypes, model_boxes / stride)
         to_prototype = source_to_prototype(image, frame.transform, stride)
         masks, areas = [], []
         for prob, box in zip(probs, detections.boxes, strict=True):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from google.protobuf import struct_pb2
 
-from service.api.gateway import ModelInfo
+from service.api.gateway import ModelCatalogue, ModelInfo
 from service.api.grpc.calls import CallGuard
 from service.api.grpc.vision_v1 import messages
 from service.api.grpc.vision_v1 import servicer as sv
@@ -26,7 +26,7 @@ from service.faces.results import Enrolment, Identification, SubjectsPage
 from service.gallery.index import Match
 from service.gallery.records import FaceRecord
 from service.pipeline.imaging import DecodedImage
-from service.pipeline.package import InputSpec, ModelRef
+from service.pipeline.package import InputSpec, InvalidPackage, ModelRef
 from service.pipeline.run import Inference
 from service.settings import Settings
 from service.tasks.classification import ClassifyParams
@@ -229,9 +229,15 @@ def test_model_list_input_is_a_struct() -> None:
         providers=["CPUExecutionProvider"],
         endpoint="/detect",
     )
-    (listed,) = messages.model_list([info]).models
+    bad = InvalidPackage(name="x", path="/m/x", problems=["/m/x/model.json: labels: ...", "b"])
+    response = messages.model_list(ModelCatalogue([info], [bad]))
+    (listed,) = response.models
     assert listed.input["width"] == 320 and listed.input["resize"] == "stretch"
     assert listed.metrics["test/val"]["map"] == 0.5 and listed.endpoint == "/detect"
+    assert not listed.HasField("max_batch_size") and not listed.HasField("nms")
+    assert [(i.name, i.reason) for i in response.invalid] == [
+        ("x", "/m/x/model.json: labels: ...; b")
+    ]
 
 
 # ---- Keys ----

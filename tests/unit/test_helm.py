@@ -554,12 +554,15 @@ def test_other_values_render_and_validate(chart: Any, values: dict[str, Any]) ->
 
 def test_every_setting_reaches_the_container(chart: Any) -> None:
     """Each VISION_* setting of the service can be set through the chart: the ConfigMap, or
-    a Secret for the API key and the PostgreSQL DSN (the model store is baked in the image)."""
+    a Secret for the API key and the PostgreSQL DSN. The model store is baked in the image, so
+    its settings (where it is, whether `vision serve` skips invalid packages and which it
+    skipped) have no place in the chart."""
     from service.settings import Settings
 
     objects = render(chart, scenario_values(CHART / "ci" / "autoscaling-postgres-values.yaml"))
     names = set(config_data(objects)) | {e["name"] for e in container(objects)["env"]}
-    wanted = {f"VISION_{field.upper()}" for field in Settings.model_fields} - {"VISION_MODEL_STORE"}
+    store = {"VISION_MODEL_STORE", "VISION_SKIP_INVALID_MODELS", "VISION_INVALID_MODELS"}
+    wanted = {f"VISION_{field.upper()}" for field in Settings.model_fields} - store
     assert wanted - names == set()
     assert config_data(objects)["VISION_FAST_SHED"] == "true"
 

@@ -186,10 +186,20 @@ class ModelInfo(BaseModel):
     runtime: str
     providers: list[str]
     endpoint: str
+    source: dict[str, str]  # kind (trained, converted, imported), licence, format, file, sha256
+    max_batch_size: int | None  # the most images per call of the graph (null: any)
+    nms: Literal["service", "model"] | None  # detectors: who suppresses overlaps
+
+
+class InvalidModel(BaseModel):
+    name: str
+    path: str
+    reason: str
 
 
 class ModelList(BaseModel):
     models: list[ModelInfo]
+    invalid: list[InvalidModel]  # packages not served (VISION_SKIP_INVALID_MODELS=true), and why
 
 
 IMAGE_RESPONSE: dict[int | str, dict[str, object]] = {

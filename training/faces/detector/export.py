@@ -170,6 +170,7 @@ def build_package(
         evaluation=evaluation,
         graphs=graphs,
         provenance=Provenance(
+            kind="converted",
             command=command,
             seed=SEED,
             data=DATA,

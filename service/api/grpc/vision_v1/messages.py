@@ -13,7 +13,7 @@ import numpy as np
 from google.protobuf import struct_pb2
 
 from service.api import bodies
-from service.api.gateway import ModelInfo
+from service.api.gateway import ModelCatalogue
 from service.api.grpc.vision_v1 import vision_pb2 as pb
 from service.faces import results
 from service.ops.label_maps import encode_png
@@ -192,7 +192,7 @@ def gallery_status(status: results.GalleryStatus) -> pb.GetGalleryResponse:
     )
 
 
-def model_list(models: list[ModelInfo]) -> pb.ListModelsResponse:
+def model_list(catalogue: ModelCatalogue) -> pb.ListModelsResponse:
     return pb.ListModelsResponse(
         models=[
             pb.ModelInfo(
@@ -206,7 +206,13 @@ def model_list(models: list[ModelInfo]) -> pb.ListModelsResponse:
                 runtime=m.runtime,
                 providers=m.providers,
                 endpoint=m.endpoint,
+                source=m.source,
+                max_batch_size=m.max_batch_size,
+                nms=m.nms,
             )
-            for m in models
-        ]
+            for m in catalogue.models
+        ],
+        invalid=[
+            pb.InvalidModel(name=p.name, path=p.path, reason=p.reason) for p in catalogue.invalid
+        ],
     )

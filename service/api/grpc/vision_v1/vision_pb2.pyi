@@ -566,7 +566,14 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "version", "release", "labels", "input", "metrics", "runtime", "providers", "endpoint")
+    __slots__ = ("name", "task", "version", "release", "labels", "input", "metrics", "runtime", "providers", "endpoint", "source", "max_batch_size", "nms")
+    class SourceEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -577,6 +584,9 @@ class ModelInfo(_message.Message):
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     PROVIDERS_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NMS_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     version: str
@@ -587,10 +597,25 @@ class ModelInfo(_message.Message):
     runtime: str
     providers: _containers.RepeatedScalarFieldContainer[str]
     endpoint: str
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., version: _Optional[str] = ..., release: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., runtime: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., endpoint: _Optional[str] = ...) -> None: ...
+    source: _containers.ScalarMap[str, str]
+    max_batch_size: int
+    nms: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., version: _Optional[str] = ..., release: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metrics: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., runtime: _Optional[str] = ..., providers: _Optional[_Iterable[str]] = ..., endpoint: _Optional[str] = ..., source: _Optional[_Mapping[str, str]] = ..., max_batch_size: _Optional[int] = ..., nms: _Optional[str] = ...) -> None: ...
+
+class InvalidModel(_message.Message):
+    __slots__ = ("name", "path", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "invalid")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    invalid: _containers.RepeatedCompositeFieldContainer[InvalidModel]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., invalid: _Optional[_Iterable[_Union[InvalidModel, _Mapping]]] = ...) -> None: ...
