@@ -396,7 +396,7 @@ def source_summary(provenance: Provenance | ImportedProvenance) -> dict[str, str
             "sha256": provenance.source_sha256,
             "licence": provenance.licence,
         }
-    return {"kind": provenance.kind, "licence": provenance.licence, "data": provenance.data}
+    return {"kind": provenance.kind, "licence": provenance.licence}
 
 
 def nms_mode(post: BaseModel) -> str | None:
